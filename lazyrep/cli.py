@@ -1,0 +1,22 @@
+"""Entry point of the `lazyrep` command: a thin click group over the subcommand modules."""
+
+from __future__ import annotations
+
+import click
+
+from lazyrep.cli_bench import bench
+from lazyrep.cli_demo import demo
+from lazyrep.cli_kcl import kcl
+from lazyrep.cli_local import local
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="lazy-replication")
+def main() -> None:
+    """lazy-replication: a Kinesis stream as the replayable binlog of DynamoDB tables."""
+
+
+main.add_command(local)
+main.add_command(kcl)
+main.add_command(bench)
+main.add_command(demo)
