@@ -24,7 +24,7 @@ MAX_NUMBER_DIGITS = 38
 MIN_EXPONENT = -130  # smallest positive 1E-130
 MAX_EXPONENT = 125  # largest 9.99...E+125
 
-_NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 
 AttributeValue = dict[str, Any]
 Item = dict[str, AttributeValue]
@@ -80,7 +80,7 @@ def _binary_from_wire(text: object, path: str) -> bytes:
         raise AttributeValueError(path, "binary must be base64 text on the wire")
     try:
         return binascii.a2b_base64(text, strict_mode=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or non-ASCII text
         raise AttributeValueError(path, f"invalid base64: {exc}") from exc
 
 
@@ -208,7 +208,10 @@ def item_to_wire(item: Mapping[str, Any], path: str = "") -> tuple[Item, int]:
         AttributeValueError: the item holds something DynamoDB would refuse.
     """
     walker = _Walker(to_wire=True)
-    wire = walker.item(dict(item), path, 0)
+    try:
+        wire = walker.item(dict(item), path, 0)
+    except UnicodeEncodeError as exc:
+        raise AttributeValueError(path or "item", f"a string is not valid Unicode: {exc}") from exc
     return wire, walker.size
 
 
@@ -219,7 +222,10 @@ def item_from_wire(item: object, path: str = "") -> tuple[Item, int]:
         AttributeValueError: the item holds something DynamoDB would refuse.
     """
     walker = _Walker(to_wire=False)
-    converted = walker.item(item, path, 0)
+    try:
+        converted = walker.item(item, path, 0)
+    except UnicodeEncodeError as exc:
+        raise AttributeValueError(path or "item", f"a string is not valid Unicode: {exc}") from exc
     return converted, walker.size
 
 

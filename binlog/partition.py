@@ -28,11 +28,19 @@ def canonical_key(schema: KeySchema, key: Mapping[str, Mapping[str, Any]]) -> by
         if attr.type == "S":
             raw = value.encode("utf-8")
         elif attr.type == "N":
-            raw = canonical_number(Decimal(value)).encode("ascii")
+            raw = _canonical_number_text(value).encode("ascii")
         else:
             raw = value if isinstance(value, bytes) else base64.b64decode(value)
         parts.append(b"%s:%d:%s" % (attr.type.encode("ascii"), len(raw), raw))
     return b"".join(parts)
+
+
+def _canonical_number_text(text: str) -> str:
+    """`canonical_number`, with a fast path for integers already in canonical form."""
+    digits = text[1:] if text.startswith("-") else text
+    if digits.isdigit() and digits.isascii() and digits[0] != "0":
+        return text
+    return canonical_number(Decimal(text))
 
 
 def partition_key(table: str, schema: KeySchema, key: Mapping[str, Mapping[str, Any]]) -> str:

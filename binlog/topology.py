@@ -22,7 +22,7 @@ KEY_TYPES: tuple[KeyType, ...] = ("S", "N", "B")
 _TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 _STREAM_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 _APP_NAME = re.compile(r"[A-Za-z0-9_.-]{1,200}")
-_REGION = re.compile(r"[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d")
+_REGION = re.compile(r"[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d", re.ASCII)
 _MIN_RETENTION_HOURS = 24
 _MAX_RETENTION_HOURS = 8760
 

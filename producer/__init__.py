@@ -7,10 +7,12 @@ sequence number, the position an operator can replay from.
 
 from producer.aio import AsyncProducer
 from producer.config import ProducerConfig
+from producer.futures import ActionFuture
 from producer.results import ActionResult, DeliveryError, FailedAction, ProducerClosedError
 from producer.sync import Producer
 
 __all__ = [
+    "ActionFuture",
     "ActionResult",
     "AsyncProducer",
     "DeliveryError",

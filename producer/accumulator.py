@@ -94,17 +94,27 @@ class Accumulator(Generic[H]):
         self._in_flight: set[str] = set()
         self.buffered = 0
 
-    def add(self, pending: Pending[H]) -> None:
-        """Queue a record behind every earlier record of its item."""
+    def add(self, pending: Pending[H]) -> bool:
+        """Queue a record behind every earlier record of its item.
+
+        Returns True when a sender should look now: the first ready record (its
+        linger clock starts) or a full batch. Otherwise senders already have a timer.
+        """
         key = pending.record.partition_key
         queue = self._queues.get(key)
         self.buffered += 1
-        if queue is None:
-            self._queues[key] = deque((pending,))
-            self._ready[key] = None
-            self._ready_bytes += pending.record.size
-        else:
+        if queue is not None:
             queue.append(pending)
+            return False
+        self._queues[key] = deque((pending,))
+        self._ready[key] = None
+        self._ready_bytes += pending.record.size
+        return len(self._ready) == 1 or self._full()
+
+    @property
+    def has_full_batch(self) -> bool:
+        """A whole batch is ready: worth waking another sender."""
+        return self._full()
 
     def next_batch(self, now: float, *, flushing: bool) -> list[Pending[H]] | None:
         """The next PutRecords batch, or None if the linger time says wait.

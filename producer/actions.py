@@ -6,16 +6,15 @@ invalid action never reaches the stream (DESIGN invariant 5).
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import socket
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from decimal import DecimalException
-from typing import Any
+from typing import Any, NamedTuple
 
-from boto3.dynamodb.types import TypeSerializer
+import orjson
 
 from binlog.attrvalue import (
     MAX_ITEM_BYTES,
@@ -28,19 +27,16 @@ from binlog.codec import check_key, check_placeholders, document, dumps
 from binlog.envelope import MAX_RECORD_BYTES, Action
 from binlog.errors import ActionError, Reason, RecordError
 from binlog.partition import partition_key
+from binlog.plain import FloatValueError, plain_item_to_wire
 from binlog.topology import KeySchema
 
-_SERIALIZER = TypeSerializer()
 
-
-@dataclass(frozen=True, slots=True)
-class OutgoingRecord:
+class OutgoingRecord(NamedTuple):
     """One encoded action, ready for PutRecords, with what an error report needs."""
 
     envelope_id: str
     action: Action
     table: str
-    key: Item
     partition_key: str
     data: bytes
 
@@ -48,6 +44,12 @@ class OutgoingRecord:
     def size(self) -> int:
         """Bytes counted against PutRecords' 5 MiB: data plus partition key."""
         return len(self.data) + len(self.partition_key)
+
+    @property
+    def key(self) -> Item:
+        """The item's key, read back from the data (only error reports need it)."""
+        key: Item = orjson.loads(self.data)["key"]
+        return key
 
 
 def default_origin() -> str:
@@ -61,6 +63,10 @@ class ActionEncoder:
     def __init__(self, tables: Mapping[str, KeySchema], origin: str | None = None) -> None:
         self._tables = dict(tables)
         self._origin = origin if origin is not None else default_origin()
+        # Envelope ids: a random 64-bit prefix per encoder and a counter, unique without
+        # a syscall per action (os.urandom per id costs more than the rest of an id).
+        self._id_prefix = secrets.token_hex(8)
+        self._counter = itertools.count()
 
     @property
     def tables(self) -> Mapping[str, KeySchema]:
@@ -93,6 +99,13 @@ class ActionEncoder:
                 + ", ".join(f"{a.name} ({a.type})" for a in schema.attributes),
             )
         key = {a.name: wire_item[a.name] for a in schema.attributes}
+        for attr in schema.attributes:
+            if attr.type not in key[attr.name]:
+                got = next(iter(key[attr.name]))
+                raise ActionError(
+                    Reason.KEY_MISMATCH,
+                    f"item.{attr.name} is {got}; {table!r} keys it as {attr.type}",
+                )
         return self._record(
             Action.PUT,
             table,
@@ -193,9 +206,10 @@ class ActionEncoder:
     def _item(self, value: Mapping[str, Any], what: str, typed: bool, *, limit: bool) -> Item:
         if not isinstance(value, Mapping):
             raise ActionError(Reason.BAD_VALUE, f"{what} must be a mapping of attributes")
-        boto_form = value if typed else _serialize(value, what)
         try:
-            wire, size = item_to_wire(boto_form, what)
+            wire, size = item_to_wire(value, what) if typed else plain_item_to_wire(value, what)
+        except FloatValueError as exc:
+            raise ActionError(Reason.FLOAT_VALUE, str(exc)) from exc
         except NestingTooDeepError as exc:
             raise ActionError(Reason.TOO_DEEP, str(exc)) from exc
         except AttributeValueError as exc:
@@ -221,73 +235,44 @@ class ActionEncoder:
         values: Mapping[str, Any] | None,
         typed: bool,
     ) -> OutgoingRecord:
-        try:
-            check_key(table, schema, key, "key")
-        except RecordError as exc:
-            raise ActionError(exc.reason, exc.detail) from exc
+        if item is None:  # a put's key was taken from its item by the schema
+            try:
+                check_key(table, schema, key, "key")
+            except RecordError as exc:
+                raise ActionError(exc.reason, exc.detail) from exc
         if condition is not None and (not isinstance(condition, str) or not condition.strip()):
             raise ActionError(Reason.BAD_EXPRESSION, "a condition must be a non-empty expression")
         names_dict = dict(names) if names else None
         wire_values = self._item(values, "values", typed, limit=False) if values else None
-        try:
-            check_placeholders(update, condition, names_dict, wire_values)
-        except RecordError as exc:
-            raise ActionError(exc.reason, exc.detail) from exc
-        envelope_id = secrets.token_hex(16)
+        if update or condition or names_dict or wire_values:
+            try:
+                check_placeholders(update, condition, names_dict, wire_values)
+            except RecordError as exc:
+                raise ActionError(exc.reason, exc.detail) from exc
+        envelope_id = f"{self._id_prefix}{next(self._counter):016x}"
         pk = partition_key(table, schema, key)
-        data = dumps(
-            document(
-                envelope_id=envelope_id,
-                time_ms=time.time_ns() // 1_000_000,
-                action=action,
-                table=table,
-                key=key,
-                item=item,
-                update=update,
-                condition=condition,
-                names=names_dict,
-                values=wire_values,
-                origin=self._origin,
+        try:
+            data = dumps(
+                document(
+                    envelope_id=envelope_id,
+                    time_ms=time.time_ns() // 1_000_000,
+                    action=action,
+                    table=table,
+                    key=key,
+                    item=item,
+                    update=update,
+                    condition=condition,
+                    names=names_dict,
+                    values=wire_values,
+                    origin=self._origin,
+                )
             )
-        )
+        except AttributeValueError as exc:
+            raise ActionError(Reason.BAD_VALUE, str(exc)) from exc
         if len(data) + len(pk) > MAX_RECORD_BYTES:
             raise ActionError(
                 Reason.RECORD_TOO_LARGE,
                 f"the encoded record is {len(data) + len(pk)} bytes; "
                 f"Kinesis takes {MAX_RECORD_BYTES}",
             )
-        return OutgoingRecord(envelope_id, action, table, key, pk, data)
-
-
-def _serialize(value: Mapping[str, Any], what: str) -> Item:
-    """Plain Python values to attribute values with boto3's TypeSerializer (Decimal, no float)."""
-    out: Item = {}
-    for name, inner in value.items():
-        try:
-            out[name] = dict(_SERIALIZER.serialize(inner))
-        except (TypeError, DecimalException) as exc:
-            path = _find_float(inner, f"{what}.{name}")
-            if path is not None:
-                raise ActionError(
-                    Reason.FLOAT_VALUE,
-                    f"{path} is a float; floats lose digits, pass decimal.Decimal instead",
-                ) from exc
-            raise ActionError(Reason.BAD_VALUE, f"{what}.{name}: {exc}") from exc
-    return out
-
-
-def _find_float(value: object, path: str) -> str | None:
-    """Where the first float hides in a plain value (only walked after a failure)."""
-    if isinstance(value, float):
-        return path
-    if isinstance(value, Mapping):
-        for name, inner in value.items():
-            found = _find_float(inner, f"{path}.{name}")
-            if found:
-                return found
-    elif isinstance(value, list | tuple | set | frozenset):
-        for index, inner in enumerate(value):
-            found = _find_float(inner, f"{path}[{index}]")
-            if found:
-                return found
-    return None
+        return OutgoingRecord(envelope_id, action, table, pk, data)

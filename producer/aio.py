@@ -84,7 +84,11 @@ class AsyncProducer:
             return self
         if self._client is None:
             session = self._session or get_session()
-            config = aio_client_config(self._botocore_config, pool=self._config.max_in_flight + 2)
+            config = aio_client_config(
+                self._botocore_config,
+                pool=self._config.max_in_flight + 2,
+                parameter_validation=False,
+            )
             self._client = await self._exit_stack.enter_async_context(
                 session.create_client("kinesis", region_name=self._target.region, config=config)
             )
@@ -213,9 +217,11 @@ class AsyncProducer:
         loop = asyncio.get_running_loop()
         futures: list[AsyncActionFuture] = [loop.create_future() for _ in records]
         now = time.monotonic()
+        wake = False
         for record, future in zip(records, futures, strict=True):
-            self._acc.add(Pending(record, future, now))
-        self._wakeup.set()
+            wake = self._acc.add(Pending(record, future, now)) or wake
+        if wake:
+            self._wakeup.set()
         return futures
 
     async def _sender(self) -> None:

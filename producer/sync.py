@@ -12,7 +12,6 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable, Mapping
-from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -31,6 +30,7 @@ from producer.accumulator import (
 )
 from producer.actions import ActionEncoder, OutgoingRecord
 from producer.config import ProducerConfig
+from producer.futures import ActionFuture
 from producer.results import (
     ActionResult,
     DeliveryError,
@@ -44,14 +44,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ActionFuture = Future[ActionResult]
-
 
 class Producer:
     """Writes DynamoDB actions to the binlog stream with boto3.
 
-    Each method returns a `concurrent.futures.Future` resolving to an `ActionResult`
-    (shard id, sequence number), or raising `DeliveryError` once retries are spent.
+    Each method returns an `ActionFuture` resolving to an `ActionResult` (shard id,
+    sequence number), or raising `DeliveryError` once retries are spent. Callbacks
+    run in a sender thread holding the producer's lock: keep them short.
     `flush()` waits for everything sent so far and raises `DeliveryError` for any
     failure since the previous flush; `close()` flushes and stops the senders.
     """
@@ -75,11 +74,14 @@ class Producer:
         self._client = client or kinesis_client(
             region=target.region,
             session=session,
-            config=client_config(botocore_config, pool=self._config.max_in_flight + 2),
+            config=client_config(
+                botocore_config, pool=self._config.max_in_flight + 2, parameter_validation=False
+            ),
         )
         self._encoder = ActionEncoder(target.tables, origin)
-        self._acc: Accumulator[ActionFuture] = Accumulator(self._config)
-        self._cond = threading.Condition()
+        self._acc: Accumulator[ActionFuture[ActionResult]] = Accumulator(self._config)
+        self._cond_lock = threading.RLock()
+        self._cond = threading.Condition(self._cond_lock)
         self._failures: list[FailedAction] = []
         self._flushing = 0
         self._closed = False
@@ -101,7 +103,7 @@ class Producer:
         names: Mapping[str, str] | None = None,
         values: Mapping[str, Any] | None = None,
         typed: bool = False,
-    ) -> ActionFuture:
+    ) -> ActionFuture[ActionResult]:
         """Queue a PutItem; `typed=True` takes attribute-value JSON instead of plain values.
 
         Raises:
@@ -122,7 +124,7 @@ class Producer:
         names: Mapping[str, str] | None = None,
         values: Mapping[str, Any] | None = None,
         typed: bool = False,
-    ) -> ActionFuture:
+    ) -> ActionFuture[ActionResult]:
         """Queue a DeleteItem (raises as `put_item` does)."""
         record = self._encoder.delete(
             table, key, condition=condition, names=names, values=values, typed=typed
@@ -139,7 +141,7 @@ class Producer:
         names: Mapping[str, str] | None = None,
         values: Mapping[str, Any] | None = None,
         typed: bool = False,
-    ) -> ActionFuture:
+    ) -> ActionFuture[ActionResult]:
         """Queue an UpdateItem with its update expression (raises as `put_item` does)."""
         record = self._encoder.update(
             table, key, update, condition=condition, names=names, values=values, typed=typed
@@ -153,7 +155,7 @@ class Producer:
         puts: Iterable[Mapping[str, Any]] = (),
         deletes: Iterable[Mapping[str, Any]] = (),
         typed: bool = False,
-    ) -> Future[list[ActionResult]]:
+    ) -> ActionFuture[list[ActionResult]]:
         """Queue puts then deletes as one record each, sent together where the limits allow.
 
         The future gives the results in the order given, or raises `DeliveryError`
@@ -163,7 +165,7 @@ class Producer:
             ActionError: any action is invalid, or two touch one item (nothing is sent).
         """
         records = self._encoder.batch(table, puts, deletes, typed=typed)
-        return _gather(self._submit(records))
+        return _gather(self._submit(records), self._cond_lock)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every queued action is acknowledged or has failed.
@@ -223,17 +225,20 @@ class Producer:
         with self._cond:
             return self._acc.buffered
 
-    def _submit(self, records: list[OutgoingRecord]) -> list[ActionFuture]:
-        futures: list[ActionFuture] = [Future() for _ in records]
+    def _submit(self, records: list[OutgoingRecord]) -> list[ActionFuture[ActionResult]]:
+        lock = self._cond_lock
+        futures: list[ActionFuture[ActionResult]] = [ActionFuture(lock) for _ in records]
         with self._cond:
             if self._closed:
                 raise ProducerClosedError("the producer is closed")
             while self._acc.buffered >= self._config.max_buffered_records:
                 self._cond.wait()
             now = time.monotonic()
+            wake = False
             for record, future in zip(records, futures, strict=True):
-                self._acc.add(Pending(record, future, now))
-            self._cond.notify_all()
+                wake = self._acc.add(Pending(record, future, now)) or wake
+            if wake:
+                self._cond.notify()
         return futures
 
     def _sender(self) -> None:
@@ -244,6 +249,8 @@ class Producer:
                     flushing = self._flushing > 0 or self._closed
                     batch = self._acc.next_batch(now, flushing=flushing)
                     if batch:
+                        if self._acc.has_full_batch:
+                            self._cond.notify()  # another sender can take the next one
                         break
                     if self._closed and not self._acc.buffered:
                         return
@@ -264,7 +271,7 @@ class Producer:
                 self._settle(self._acc.complete(batch, outcomes, time.monotonic()))
                 self._cond.notify_all()
 
-    def _settle(self, resolved: list[Resolved[ActionFuture]]) -> None:
+    def _settle(self, resolved: list[Resolved[ActionFuture[ActionResult]]]) -> None:
         for handle, result, failure in resolved:
             if failure is not None:
                 self._failures.append(failure)
@@ -273,13 +280,14 @@ class Producer:
                 handle.set_result(result)  # type: ignore[arg-type]
 
 
-def _gather(futures: list[ActionFuture]) -> Future[list[ActionResult]]:
+def _gather(
+    futures: list[ActionFuture[ActionResult]], lock: threading.RLock
+) -> ActionFuture[list[ActionResult]]:
     """One future for a batch: results in order, or every failure of the batch."""
-    combined: Future[list[ActionResult]] = Future()
+    combined: ActionFuture[list[ActionResult]] = ActionFuture(lock)
     remaining = [len(futures)]
-    lock = threading.Lock()
 
-    def done(_: ActionFuture) -> None:
+    def done(_: ActionFuture[ActionResult]) -> None:
         with lock:
             remaining[0] -= 1
             if remaining[0]:

@@ -18,11 +18,11 @@ THROTTLED = Failure("ProvisionedThroughputExceededException", "slow down", retri
 DENIED = Failure("AccessDeniedException", "no", retriable=False)
 
 
-def record(key: str, n: int, size: int = 10) -> OutgoingRecord:
-    return OutgoingRecord(f"{key}-{n}", Action.PUT, "t", {}, key, b"x" * size)
+def record(key: str, n: int, size: int = 16) -> OutgoingRecord:
+    return OutgoingRecord(f"{key}-{n}", Action.PUT, "t", key, b'{"key":{}}'.ljust(size))
 
 
-def pending(key: str, n: int, at: float = 0.0, size: int = 10) -> Pending[str]:
+def pending(key: str, n: int, at: float = 0.0, size: int = 16) -> Pending[str]:
     return Pending(record(key, n, size), f"{key}-{n}", at)
 
 
