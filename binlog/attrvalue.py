@@ -12,7 +12,7 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
 from boto3.dynamodb.types import Binary
@@ -23,6 +23,8 @@ MAX_DEPTH = 32
 MAX_NUMBER_DIGITS = 38
 MIN_EXPONENT = -130  # smallest positive 1E-130
 MAX_EXPONENT = 125  # largest 9.99...E+125
+# Wide enough that normalising any number DynamoDB accepts never rounds it.
+_EXACT = Context(prec=1000, Emax=999_999, Emin=-999_999)
 
 _NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 
@@ -53,26 +55,36 @@ def parse_number(text: object, path: str) -> Decimal:
         raise AttributeValueError(path, f"not a number: {text!r:.60}") from exc
     if value.is_zero():
         return value
-    normal = value.normalize()
-    digits = len(normal.as_tuple().digits)
+    digits = significant_digits(value)
     if digits > MAX_NUMBER_DIGITS:
         raise AttributeValueError(path, f"{digits} significant digits (DynamoDB keeps 38)")
-    exponent = normal.adjusted()
+    exponent = value.adjusted()
     if exponent < MIN_EXPONENT or exponent > MAX_EXPONENT:
         raise AttributeValueError(path, "magnitude outside DynamoDB's 1E-130 to 9.99E+125")
     return value
+
+
+def significant_digits(value: Decimal) -> int:
+    """Digits without leading or trailing zeros, counted exactly (no context rounding)."""
+    digits = value.as_tuple().digits
+    trailing = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(1, len(digits) - trailing)
+
+
+def exact_normalize(value: Decimal) -> Decimal:
+    """`Decimal.normalize` without rounding: the default context keeps only 28 digits."""
+    return value.normalize(context=_EXACT)
 
 
 def canonical_number(value: Decimal) -> str:
     """Plain notation with no exponent and no redundant zeros: one spelling per number."""
     if value.is_zero():
         return "0"
-    return format(value.normalize(), "f")
+    return format(exact_normalize(value), "f")
 
 
 def _number_size(text: str) -> int:
-    digits = Decimal(text).normalize().as_tuple().digits
-    return (len(digits) + 1) // 2 + 1
+    return (significant_digits(Decimal(text)) + 1) // 2 + 1
 
 
 def _binary_from_wire(text: object, path: str) -> bytes:
@@ -176,7 +188,7 @@ class _Walker:
                 identity: object = element
                 out.append(element)
             elif kind == "NS":
-                identity = parse_number(element, where).normalize()
+                identity = exact_normalize(parse_number(element, where))
                 self.size += _number_size(element)
                 out.append(element)
             else:

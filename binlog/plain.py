@@ -22,7 +22,9 @@ from binlog.attrvalue import (
     AttributeValueError,
     Item,
     NestingTooDeepError,
+    exact_normalize,
     parse_number,
+    significant_digits,
 )
 
 _MAX_INT_DIGITS = 126  # 9.99E+125 is DynamoDB's largest number
@@ -54,7 +56,7 @@ class _Sizer:
                 raise AttributeValueError(path, f"{value} is not a number DynamoDB can store")
             text = str(value)
             parsed = parse_number(text, path)
-            significant = len(parsed.normalize().as_tuple().digits)
+            significant = significant_digits(parsed)
         self.size += (significant + 1) // 2 + 1
         return text
 
@@ -110,7 +112,7 @@ class _Sizer:
         elements = list(value)
         if all(isinstance(e, int | Decimal) and not isinstance(e, bool) for e in elements):
             texts = [self.number(e, path) for e in elements]
-            if len({Decimal(t).normalize() for t in texts}) != len(texts):
+            if len({exact_normalize(Decimal(t)) for t in texts}) != len(texts):
                 raise AttributeValueError(path, "NS holds equal numbers twice")
             return {"NS": texts}
         if all(isinstance(e, str) for e in elements):

@@ -74,7 +74,7 @@ def _item(round_no: int, n: int) -> dict[str, Any]:
 def _create_stream(client: Any, name: str, shards: int) -> None:
     client.create_stream(StreamName=name, ShardCount=shards)
     client.get_waiter("stream_exists").wait(
-        StreamName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 150}
+        StreamName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
     )
 
 

@@ -1,10 +1,55 @@
-"""Placeholder for the `lazyrep bench` commands (being written)."""
+"""`lazyrep bench`: benchmarks that print figures (never timed tests)."""
 
 from __future__ import annotations
 
+import json
+import uuid
+
 import click
+from rich.console import Console
+from rich.table import Table
+
+from lazyrep import bench_producer
+from lazyrep.embedded import embedded_stack
 
 
 @click.group()
 def bench() -> None:
-    """(being written)"""
+    """Benchmarks: run side by side against a baseline, print figures and ratios."""
+
+
+@bench.command("producer")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@click.option("--quick", is_flag=True, help="Fewer records: finishes in under a minute.")
+@click.option(
+    "--aws",
+    is_flag=True,
+    help="Use your own AWS configuration instead of the local emulators (creates a stream).",
+)
+def producer(as_json: bool, quick: bool, aws: bool) -> None:
+    """The producer SDK (sync and async) against raw boto3 PutRecords and naive PutRecord.
+
+    naive: one PutRecord per action. raw: PutRecords of 500 pre-encoded records, one
+    call at a time (the ceiling). sync/async: the SDK, encoding included. CPU is this
+    process's CPU time per record; the emulators run in their own processes.
+    """
+    err = Console(stderr=True)
+    plan = bench_producer.BenchPlan.quick() if quick else bench_producer.BenchPlan.full()
+    with embedded_stack(use_aws=aws) as stack:
+        emulator = "kinesalite (local stack)" if stack is not None else "AWS"
+        with err.status("benchmarking the producer") as status:
+            figures = bench_producer.run(
+                plan,
+                stream=f"lazyrep-bench-{uuid.uuid4().hex[:8]}",
+                progress=lambda message: status.update(f"producer bench: {message}"),
+            )
+    figures["kinesis"] = emulator
+    if as_json:
+        click.echo(json.dumps(figures))
+        return
+    table = Table(title="producer benchmark (medians)")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name, value in figures.items():
+        table.add_row(name, str(value))
+    Console().print(table)
