@@ -7,6 +7,7 @@ its reason and carry on. Size is checked before parsing; depth while parsing.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Mapping
@@ -25,6 +26,8 @@ from binlog.envelope import FORMAT_VERSION, MAX_RECORD_BYTES, Action, Envelope, 
 from binlog.errors import Reason, RecordError
 from binlog.topology import KeySchema
 
+# DynamoDB: a partition key value holds 1 to 2048 bytes, a sort key value 1 to 1024.
+_KEY_LIMITS = (2048, 1024)
 _PLACEHOLDER = re.compile(r"[#:][A-Za-z0-9_]+")
 _ACTIONS = {action.value: action for action in Action}
 _FIELDS = frozenset(
@@ -192,8 +195,13 @@ def from_wire(doc: dict[str, Any], tables: Mapping[str, KeySchema] | None = None
         )
     condition = _optional(doc, "condition", str)
     names = _optional(doc, "names", dict)
-    if names is not None and not all(isinstance(v, str) for v in names.values()):
-        raise RecordError(Reason.BAD_FIELD, "names must map #placeholders to attribute names")
+    if names is not None:
+        for placeholder, attribute in names.items():
+            if not isinstance(attribute, str):
+                raise RecordError(
+                    Reason.BAD_FIELD, "names must map #placeholders to attribute names"
+                )
+            _check_unicode(attribute, f"names[{placeholder!r}]")
     values = _item(doc, "values", required=False, limit=False)
     check_placeholders(update, condition, names, values)
     origin = _optional(doc, "origin", str)
@@ -216,7 +224,7 @@ def check_key(
             Reason.KEY_MISMATCH,
             f"{where} of {table!r} has {sorted(key)}; the table's key is {expected}",
         )
-    for attr in schema.attributes:
+    for attr, limit in zip(schema.attributes, _KEY_LIMITS, strict=False):
         value = key[attr.name]
         if attr.type not in value:
             got = next(iter(value), "?")
@@ -224,6 +232,22 @@ def check_key(
                 Reason.KEY_MISMATCH,
                 f"{where}.{attr.name} is {got}; {table!r} keys it as {attr.type}",
             )
+        size = _key_value_bytes(attr.type, value[attr.type])
+        if not 1 <= size <= limit:
+            raise RecordError(
+                Reason.KEY_MISMATCH,
+                f"{where}.{attr.name} is {size} bytes; DynamoDB takes 1 to {limit} for this key",
+            )
+
+
+def _key_value_bytes(kind: str, value: object) -> int:
+    if kind == "N":
+        return 1  # numbers are validated as numbers; their length is not the limit
+    if isinstance(value, bytes):
+        return len(value)
+    if isinstance(value, str):
+        return len(value.encode("utf-8")) if kind == "S" else len(base64.b64decode(value))
+    return 0
 
 
 def check_item_matches_key(key: Item, item: Item) -> None:
@@ -278,7 +302,17 @@ def _typed(value: object, name: str, kind: type) -> Any:
         raise RecordError(Reason.BAD_FIELD, f"field {name!r} must be a {kind.__name__}")
     if kind is str and not value:
         raise RecordError(Reason.BAD_FIELD, f"field {name!r} must not be empty")
+    if isinstance(value, str):
+        _check_unicode(value, f"field {name!r}")
     return value
+
+
+def _check_unicode(value: str, what: str) -> None:
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise RecordError(Reason.BAD_FIELD, f"{what} is not valid Unicode") from exc
 
 
 def _required_item(doc: Mapping[str, Any], name: str) -> Item:

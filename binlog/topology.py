@@ -144,6 +144,15 @@ def parse_topology(raw: Mapping[str, Any]) -> Topology:
         name: _replica(f"replicas.{name}", name, spec, tables, stream, margin)
         for name, spec in replicas_raw.items()
     }
+    applications: dict[str, str] = {}
+    for name, replica in replicas.items():
+        other = applications.setdefault(replica.application_name, name)
+        if other != name:
+            raise TopologyError(
+                f"replicas.{name}.application_name",
+                f"{replica.application_name!r} is also replica {other!r}'s: each replica needs "
+                "its own KCL application (own lease table and checkpoints)",
+            )
     dead_letter = None
     if "dead_letter" in raw:
         dead_letter = _dead_letter(_table(raw, "dead_letter"), stream.region)

@@ -99,13 +99,6 @@ class ActionEncoder:
                 + ", ".join(f"{a.name} ({a.type})" for a in schema.attributes),
             )
         key = {a.name: wire_item[a.name] for a in schema.attributes}
-        for attr in schema.attributes:
-            if attr.type not in key[attr.name]:
-                got = next(iter(key[attr.name]))
-                raise ActionError(
-                    Reason.KEY_MISMATCH,
-                    f"item.{attr.name} is {got}; {table!r} keys it as {attr.type}",
-                )
         return self._record(
             Action.PUT,
             table,
@@ -235,11 +228,10 @@ class ActionEncoder:
         values: Mapping[str, Any] | None,
         typed: bool,
     ) -> OutgoingRecord:
-        if item is None:  # a put's key was taken from its item by the schema
-            try:
-                check_key(table, schema, key, "key")
-            except RecordError as exc:
-                raise ActionError(exc.reason, exc.detail) from exc
+        try:
+            check_key(table, schema, key, "item" if item is not None else "key")
+        except RecordError as exc:
+            raise ActionError(exc.reason, exc.detail) from exc
         if condition is not None and (not isinstance(condition, str) or not condition.strip()):
             raise ActionError(Reason.BAD_EXPRESSION, "a condition must be a non-empty expression")
         names_dict = dict(names) if names else None
