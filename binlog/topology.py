@@ -96,6 +96,15 @@ class DeadLetterConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ApplierNames:
+    """Names the appliers store and use: every consumer of one stream must agree on them."""
+
+    version_attribute: str = "_lr_version"
+    id_attribute: str = "_lr_id"
+    tombstone_table: str = "lazyrep-tombstones"
+
+
+@dataclass(frozen=True, slots=True)
 class Topology:
     """The whole deployment, as loaded and validated from the topology file."""
 
@@ -104,6 +113,12 @@ class Topology:
     replicas: Mapping[str, ReplicaTarget]
     dead_letter: DeadLetterConfig | None = None
     safety_margin_hours: float = 2.0
+    applier: ApplierNames = field(default_factory=ApplierNames)
+
+    @property
+    def tombstone_ttl_s(self) -> int:
+        """How long tombstones must live: the stream's retention plus the safety margin."""
+        return int((self.stream.retention_hours + self.safety_margin_hours) * 3600)
 
 
 def load_topology(path: str | Path) -> Topology:
@@ -128,7 +143,9 @@ def parse_topology(raw: Mapping[str, Any]) -> Topology:
     Raises:
         TopologyError: a field is missing, unknown or out of range.
     """
-    _only(raw, "", {"stream", "tables", "replicas", "dead_letter", "safety_margin_hours"})
+    _only(
+        raw, "", {"stream", "tables", "replicas", "dead_letter", "safety_margin_hours", "applier"}
+    )
     stream = _stream(_table(raw, "stream"))
     tables_raw = _table(raw, "tables")
     if not tables_raw:
@@ -156,7 +173,27 @@ def parse_topology(raw: Mapping[str, Any]) -> Topology:
     dead_letter = None
     if "dead_letter" in raw:
         dead_letter = _dead_letter(_table(raw, "dead_letter"), stream.region)
-    return Topology(stream, tables, replicas, dead_letter, margin)
+    applier = _applier(raw.get("applier", {}))
+    return Topology(stream, tables, replicas, dead_letter, margin, applier)
+
+
+def _applier(raw: object) -> ApplierNames:
+    if not isinstance(raw, dict):
+        raise TopologyError("applier", "must be a table")
+    _only(raw, "applier", {"version_attribute", "id_attribute", "tombstone_table"})
+    defaults = ApplierNames()
+    names = {}
+    for name in ("version_attribute", "id_attribute"):
+        value = raw.get(name, getattr(defaults, name))
+        if not isinstance(value, str) or not 1 <= len(value) <= 255:
+            raise TopologyError(f"applier.{name}", "must be an attribute name of 1-255 characters")
+        names[name] = value
+    if names["version_attribute"] == names["id_attribute"]:
+        raise TopologyError("applier.id_attribute", "must differ from applier.version_attribute")
+    tombstones = raw.get("tombstone_table", defaults.tombstone_table)
+    if not isinstance(tombstones, str) or _TABLE_NAME.fullmatch(tombstones) is None:
+        raise TopologyError("applier.tombstone_table", f"{tombstones!r} is not a table name")
+    return ApplierNames(names["version_attribute"], names["id_attribute"], tombstones)
 
 
 def _table(raw: Mapping[str, Any], name: str, where: str = "") -> dict[str, Any]:

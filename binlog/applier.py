@@ -1,0 +1,389 @@
+"""The idempotent, ordered applier shared by the primary Lambda, the lazy replicas and replay.
+
+Every write carries the record's version (binlog/version.py) and envelope id and
+is conditional on the item holding an older version and another id, so a
+redelivered, replayed or producer-duplicated record is "skipped as stale" instead
+of applied twice; ADD and list_append therefore never double-apply. Deleted items
+leave a tombstone (its version) in a side table for the stream's retention, and
+creating an item checks that tombstone in the same transaction, so replaying an
+old range cannot resurrect a deleted item. A user condition that fails is a
+recorded no-op. See docs/APPLIER.md for the technique and its costs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from botocore.exceptions import ClientError
+
+from binlog.awserrors import classify
+from binlog.envelope import Action, Envelope
+from binlog.expressions import (
+    Guard,
+    free_guard,
+    merge_update,
+    missing,
+    newer_than_stored,
+    tombstone_older,
+    used,
+    with_user_condition,
+)
+from binlog.partition import canonical_key
+from binlog.records import SourcedRecord
+from binlog.topology import KeySchema, Topology
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb import DynamoDBClient
+
+logger = logging.getLogger(__name__)
+
+TOMBSTONE_KEY = "k"
+TOMBSTONE_EXPIRES = "expires"
+# A transaction cancelled for these reasons may succeed if tried again.
+_RETRIABLE_CANCELLATIONS = frozenset(
+    {
+        "TransactionConflict",
+        "ThrottlingError",
+        "ProvisionedThroughputExceeded",
+        "RequestLimitExceeded",
+    }
+)
+_MAX_RACES = 5
+
+
+class Outcome(StrEnum):
+    """What applying one record did."""
+
+    APPLIED = "applied"
+    STALE = "skipped_stale"  # already applied, older than the item, or a producer duplicate
+    CONDITION_FAILED = "condition_failed"  # the user's condition was false: a no-op
+    PARKED = "parked"  # a permanent error: belongs in the dead-letter store
+    RETRY = "retry"  # a transient error outlasted the retries: deliver again later
+    NOT_ATTEMPTED = "not_attempted"  # an earlier record of the same item needs a retry
+
+
+class ApplyResult(NamedTuple):
+    """The outcome of one record, with the error that decided it, if any."""
+
+    outcome: Outcome
+    code: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ApplierConfig:
+    """Attribute and table names, tombstone lifetime, concurrency.
+
+    version_attribute / id_attribute: stored on every item the applier writes; tools
+    that compare tables read them. tombstone_table: keyed by `k` (binary), one per
+    region, TTL on `expires`. tombstone_ttl_s: at least the stream's retention.
+    max_workers: items applied at once (one item's records always in order).
+    """
+
+    version_attribute: str = "_lr_version"
+    id_attribute: str = "_lr_id"
+    tombstone_table: str = "lazyrep-tombstones"
+    tombstone_ttl_s: int = 8 * 24 * 3600
+    max_workers: int = 16
+
+    def __post_init__(self) -> None:
+        for name in ("version_attribute", "id_attribute", "tombstone_table"):
+            if not getattr(self, name):
+                raise ValueError(f"ApplierConfig.{name} must not be empty")
+        if self.version_attribute == self.id_attribute:
+            raise ValueError("ApplierConfig.version_attribute and id_attribute must differ")
+        if not 3600 <= self.tombstone_ttl_s <= 400 * 24 * 3600:
+            raise ValueError("ApplierConfig.tombstone_ttl_s must be between 3600 and 34560000")
+        if not 1 <= self.max_workers <= 256:
+            raise ValueError("ApplierConfig.max_workers must be between 1 and 256")
+
+    @classmethod
+    def from_topology(cls, topology: Topology, *, max_workers: int = 16) -> ApplierConfig:
+        """The names the topology sets, and tombstones kept for retention plus margin."""
+        names = topology.applier
+        return cls(
+            names.version_attribute,
+            names.id_attribute,
+            names.tombstone_table,
+            topology.tombstone_ttl_s,
+            max_workers,
+        )
+
+
+class _RaceError(Exception):
+    """The item appeared or vanished between two steps: start the record again."""
+
+
+class Applier:
+    """Applies decoded records to DynamoDB tables through one boto3 client.
+
+    `tables` are the primary tables with their key schemas; `table_map` renames
+    them for a replica or a restore target (unlisted tables keep their name).
+    """
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        tables: Mapping[str, KeySchema],
+        *,
+        table_map: Mapping[str, str] | None = None,
+        config: ApplierConfig | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        # Any: requests are built as plain dicts; the stubs' TypedDicts add nothing here.
+        self._client: Any = client
+        self._tables = dict(tables)
+        self._map = dict(table_map or {})
+        self.config = config or ApplierConfig()
+        self._clock = clock
+
+    def target_table(self, table: str) -> str:
+        """The table a record of `table` is written to."""
+        return self._map.get(table, table)
+
+    def item_identity(self, envelope: Envelope) -> bytes:
+        """Bytes naming the target item: records with equal identity are applied in order."""
+        schema = self._tables[envelope.table]
+        return (
+            self.target_table(envelope.table).encode() + b"\n" + canonical_key(schema, envelope.key)
+        )
+
+    def apply_batch(self, records: Sequence[SourcedRecord]) -> list[ApplyResult]:
+        """Apply records given in stream order: items concurrently, each item in order.
+
+        After a RETRY, later records of that item are NOT_ATTEMPTED (redeliver them).
+        """
+        groups: dict[bytes, list[int]] = {}
+        for index, record in enumerate(records):
+            groups.setdefault(self.item_identity(record.envelope), []).append(index)
+        results: list[ApplyResult | None] = [None] * len(records)
+
+        def run(indexes: list[int]) -> None:
+            for position, index in enumerate(indexes):
+                result = self.apply(records[index])
+                results[index] = result
+                if result.outcome is Outcome.RETRY:
+                    for later in indexes[position + 1 :]:
+                        results[later] = ApplyResult(Outcome.NOT_ATTEMPTED)
+                    return
+
+        if len(groups) == 1 or self.config.max_workers == 1:
+            for indexes in groups.values():
+                run(indexes)
+        else:
+            workers = min(self.config.max_workers, len(groups))
+            with ThreadPoolExecutor(
+                max_workers=workers, thread_name_prefix="lazyrep-apply"
+            ) as pool:
+                list(pool.map(run, groups.values()))
+        return [r if r is not None else ApplyResult(Outcome.NOT_ATTEMPTED) for r in results]
+
+    def apply(self, record: SourcedRecord) -> ApplyResult:
+        """Apply one record; never raises for AWS errors (they become PARKED or RETRY)."""
+        envelope = record.envelope
+        try:
+            version = record.position.version.encode()
+        except ValueError as exc:
+            return ApplyResult(Outcome.PARKED, "bad_position", str(exc))
+        for _ in range(_MAX_RACES):
+            try:
+                if envelope.action is Action.DELETE:
+                    return self._delete(envelope, version)
+                return self._write(envelope, version)
+            except _RaceError:
+                continue
+            except ClientError as exc:
+                failure = classify(exc)
+                outcome = Outcome.RETRY if failure.retriable else Outcome.PARKED
+                return ApplyResult(outcome, failure.code, failure.message)
+            except Exception as exc:  # connection errors and the like, after botocore's retries
+                failure = classify(exc)
+                if not failure.retriable:
+                    raise
+                return ApplyResult(Outcome.RETRY, failure.code, failure.message)
+        return ApplyResult(Outcome.RETRY, "Race", "the item kept changing under concurrent writers")
+
+    # -- puts and updates ------------------------------------------------------------------
+
+    def _write(self, envelope: Envelope, version: bytes) -> ApplyResult:
+        """Fast path: the item exists and is older. Otherwise judge it, or create it."""
+        guard = free_guard(envelope.names, envelope.values)
+        request = self._request(envelope, guard, version)
+        condition = with_user_condition(newer_than_stored(guard), envelope.condition)
+        fast = dict(request, ConditionExpression=condition)
+        fast["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        self._attach(fast, condition, envelope, guard, version)
+        try:
+            if envelope.action is Action.PUT:
+                self._client.put_item(**fast)
+            else:
+                self._client.update_item(**fast)
+            return ApplyResult(Outcome.APPLIED)
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+            old: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
+        if old:  # DynamoDB returns the old item only when there is one
+            return self._judge(old, version, envelope.id)
+        return self._create(envelope, guard, version, request)
+
+    def _create(
+        self, envelope: Envelope, guard: Guard, version: bytes, request: dict[str, Any]
+    ) -> ApplyResult:
+        """The item is missing: create it unless its tombstone is newer (one transaction)."""
+        check = self._tombstone_check(envelope, guard, version)
+        condition = with_user_condition(missing(guard), envelope.condition)
+        write = dict(request)
+        write["ConditionExpression"] = condition
+        self._attach(write, condition, envelope, guard, version)
+        write["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        kind = "Put" if envelope.action is Action.PUT else "Update"
+        try:
+            self._client.transact_write_items(TransactItems=[check, {kind: write}])
+            return ApplyResult(Outcome.APPLIED)
+        except ClientError as exc:
+            if _code(exc) != "TransactionCanceledException":
+                raise
+            reasons: list[dict[str, Any]] = exc.response.get("CancellationReasons", [])  # type: ignore[assignment]
+        return self._cancelled(reasons, envelope, user_step=1)
+
+    # -- deletes ---------------------------------------------------------------------------
+
+    def _delete(self, envelope: Envelope, version: bytes) -> ApplyResult:
+        """Tombstone first, then the item: a crash in between is repaired by redelivery."""
+        guard = free_guard(envelope.names, envelope.values)
+        tombstone = self._tombstone_item(envelope, version)
+        t_names = {
+            guard.version_name: self.config.version_attribute,
+            guard.id_name: self.config.id_attribute,
+        }
+        t_values = {guard.version_value: {"B": version}, guard.id_value: {"S": envelope.id}}
+        try:
+            self._client.put_item(
+                TableName=self.config.tombstone_table,
+                Item=tombstone,
+                ConditionExpression=tombstone_older(guard),
+                ExpressionAttributeNames=t_names,
+                ExpressionAttributeValues=t_values,
+            )
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+            return ApplyResult(Outcome.STALE)
+        condition = with_user_condition(
+            f"{missing(guard)} OR ({newer_than_stored(guard)})", envelope.condition
+        )
+        request: dict[str, Any] = {
+            "TableName": self.target_table(envelope.table),
+            "Key": envelope.key,
+            "ConditionExpression": condition,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        self._attach(request, condition, envelope, guard, version)
+        try:
+            self._client.delete_item(**request)
+            return ApplyResult(Outcome.APPLIED)
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+            old_item: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
+        if old_item is None:
+            return ApplyResult(Outcome.CONDITION_FAILED)
+        return self._judge(old_item, version, envelope.id)
+
+    # -- pieces ----------------------------------------------------------------------------
+
+    def _request(self, envelope: Envelope, guard: Guard, version: bytes) -> dict[str, Any]:
+        table = self.target_table(envelope.table)
+        if envelope.action is Action.PUT:
+            item = dict(envelope.item or {})
+            item[self.config.version_attribute] = {"B": version}
+            item[self.config.id_attribute] = {"S": envelope.id}
+            return {"TableName": table, "Item": item}
+        return {
+            "TableName": table,
+            "Key": envelope.key,
+            "UpdateExpression": merge_update(envelope.update or "", guard),
+        }
+
+    def _attach(
+        self,
+        request: dict[str, Any],
+        condition: str,
+        envelope: Envelope,
+        guard: Guard,
+        version: bytes,
+    ) -> None:
+        """Names and values the request's expressions use: the user's and our guard's."""
+        schema = self._tables[envelope.table]
+        names = dict(envelope.names or {})
+        names.update(
+            {
+                guard.key_name: schema.partition.name,
+                guard.version_name: self.config.version_attribute,
+                guard.id_name: self.config.id_attribute,
+            }
+        )
+        values = dict(envelope.values or {})
+        values.update({guard.version_value: {"B": version}, guard.id_value: {"S": envelope.id}})
+        parts = [condition, request.get("UpdateExpression")]
+        request["ExpressionAttributeNames"] = used(parts, names)
+        chosen = used(parts, values)
+        if chosen:
+            request["ExpressionAttributeValues"] = chosen
+        else:
+            request.pop("ExpressionAttributeValues", None)
+
+    def _tombstone_key(self, envelope: Envelope) -> dict[str, Any]:
+        return {TOMBSTONE_KEY: {"B": self.item_identity(envelope)}}
+
+    def _tombstone_item(self, envelope: Envelope, version: bytes) -> dict[str, Any]:
+        item = self._tombstone_key(envelope)
+        item[self.config.version_attribute] = {"B": version}
+        item[self.config.id_attribute] = {"S": envelope.id}
+        item[TOMBSTONE_EXPIRES] = {"N": str(int(self._clock()) + self.config.tombstone_ttl_s)}
+        return item
+
+    def _tombstone_check(self, envelope: Envelope, guard: Guard, version: bytes) -> dict[str, Any]:
+        v = guard.version_name
+        return {
+            "ConditionCheck": {
+                "TableName": self.config.tombstone_table,
+                "Key": self._tombstone_key(envelope),
+                "ConditionExpression": f"attribute_not_exists({v}) OR {v} < {guard.version_value}",
+                "ExpressionAttributeNames": {v: self.config.version_attribute},
+                "ExpressionAttributeValues": {guard.version_value: {"B": version}},
+            }
+        }
+
+    def _judge(self, old: Mapping[str, Any], version: bytes, envelope_id: str) -> ApplyResult:
+        """The write's condition failed on an existing item: stale, or the user's condition."""
+        stored = old.get(self.config.version_attribute, {}).get("B")
+        stored_id = old.get(self.config.id_attribute, {}).get("S")
+        if stored_id == envelope_id or (stored is not None and bytes(stored) >= version):
+            return ApplyResult(Outcome.STALE)
+        return ApplyResult(Outcome.CONDITION_FAILED)
+
+    def _cancelled(
+        self, reasons: Sequence[Mapping[str, Any]], envelope: Envelope, *, user_step: int
+    ) -> ApplyResult:
+        codes = [r.get("Code", "None") for r in reasons]
+        if any(code in _RETRIABLE_CANCELLATIONS for code in codes):
+            return ApplyResult(Outcome.RETRY, "TransactionCanceledException", ",".join(codes))
+        if codes and codes[0] == "ConditionalCheckFailed":
+            return ApplyResult(Outcome.STALE)  # a newer tombstone: the item was deleted later
+        if len(codes) > user_step and codes[user_step] == "ConditionalCheckFailed":
+            if reasons[user_step].get("Item") or not envelope.condition:
+                raise _RaceError  # the item appeared meanwhile: judge it against the stored version
+            return ApplyResult(Outcome.CONDITION_FAILED)
+        return ApplyResult(Outcome.PARKED, "TransactionCanceledException", ",".join(codes))
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
