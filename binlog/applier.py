@@ -159,6 +159,8 @@ class Applier:
 
         After a RETRY, later records of that item are NOT_ATTEMPTED (redeliver them).
         """
+        if not records:
+            return []
         groups: dict[bytes, list[int]] = {}
         for index, record in enumerate(records):
             groups.setdefault(self.item_identity(record.envelope), []).append(index)

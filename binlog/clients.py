@@ -35,7 +35,7 @@ def client_config(
     """
     base = Config(
         parameter_validation=parameter_validation,
-        retries={"mode": "standard", "max_attempts": max_attempts},
+        retries={"mode": "standard", "total_max_attempts": max_attempts},
         connect_timeout=5,
         read_timeout=30,
         max_pool_connections=pool,
@@ -54,7 +54,7 @@ def aio_client_config(
     """`client_config` for aiobotocore, whose clients need an `AioConfig`."""
     base = AioConfig(
         parameter_validation=parameter_validation,
-        retries={"mode": "standard", "max_attempts": max_attempts},
+        retries={"mode": "standard", "total_max_attempts": max_attempts},
         connect_timeout=5,
         read_timeout=30,
         max_pool_connections=pool,

@@ -1,0 +1,33 @@
+# Entry points; scripts/bootstrap.py installs what they need (fast when nothing changed).
+# Caches (npm, Maven, KCL jars) live in $${LAZYREP_CACHE:-$$HOME/.cache/lazy-replication}.
+
+PYTHON ?= python3
+BIN := .venv/bin
+
+.PHONY: help bootstrap test lint typecheck pytest demo clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+bootstrap:  ## create or update .venv, the KCL jars, kinesalite and nghttpx
+	$(PYTHON) scripts/bootstrap.py
+
+lint: bootstrap  ## ruff check
+	$(BIN)/ruff check .
+
+typecheck: bootstrap  ## mypy --strict (configured in pyproject.toml)
+	$(BIN)/mypy
+
+pytest: bootstrap  ## the test suite (unit, wire, daemon)
+	$(BIN)/pytest
+
+test: bootstrap  ## everything CI runs: ruff, mypy, pytest
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+demo: bootstrap  ## the end-to-end demo on the local stack
+	$(BIN)/lazyrep demo
+
+clean:  ## remove .venv and tool caches inside the repo (keeps the shared cache)
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache .hypothesis .lazyrep

@@ -1,0 +1,1 @@
+"""The KCL side: the MultiLangDaemon launcher, its properties, and the record processor."""
