@@ -7,6 +7,7 @@ import click
 from lazyrep.cli_bench import bench
 from lazyrep.cli_demo import demo
 from lazyrep.cli_kcl import kcl
+from lazyrep.cli_lambda import lambda_
 from lazyrep.cli_local import local
 
 
@@ -18,5 +19,6 @@ def main() -> None:
 
 main.add_command(local)
 main.add_command(kcl)
+main.add_command(lambda_)
 main.add_command(bench)
 main.add_command(demo)
