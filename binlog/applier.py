@@ -13,6 +13,7 @@ recorded no-op. See docs/APPLIER.md for the technique and its costs.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ParamValidationError
 
 from binlog.awserrors import classify
 from binlog.envelope import Action, Envelope
@@ -31,6 +32,7 @@ from binlog.expressions import (
     missing,
     newer_than_stored,
     tombstone_older,
+    unversioned,
     used,
     with_user_condition,
 )
@@ -142,6 +144,8 @@ class Applier:
         self._map = dict(table_map or {})
         self.config = config or ApplierConfig()
         self._clock = clock
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def target_table(self, table: str) -> str:
         """The table a record of `table` is written to."""
@@ -179,12 +183,24 @@ class Applier:
             for indexes in groups.values():
                 run(indexes)
         else:
-            workers = min(self.config.max_workers, len(groups))
-            with ThreadPoolExecutor(
-                max_workers=workers, thread_name_prefix="lazyrep-apply"
-            ) as pool:
-                list(pool.map(run, groups.values()))
+            list(self._executor().map(run, groups.values()))
         return [r if r is not None else ApplyResult(Outcome.NOT_ATTEMPTED) for r in results]
+
+    def close(self) -> None:
+        """Stop the worker threads (an applier is usually kept for the process's life)."""
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+
+    def _executor(self) -> ThreadPoolExecutor:
+        # One pool for the applier's life: callers (one per shard) share it.
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.config.max_workers, thread_name_prefix="lazyrep-apply"
+                )
+            return self._pool
 
     def apply(self, record: SourcedRecord) -> ApplyResult:
         """Apply one record; never raises for AWS errors (they become PARKED or RETRY)."""
@@ -204,10 +220,12 @@ class Applier:
                 failure = classify(exc)
                 outcome = Outcome.RETRY if failure.retriable else Outcome.PARKED
                 return ApplyResult(outcome, failure.code, failure.message)
+            except ParamValidationError as exc:  # a record botocore refuses: no retry helps
+                return ApplyResult(Outcome.PARKED, "ParamValidationError", str(exc))
             except Exception as exc:  # connection errors and the like, after botocore's retries
                 failure = classify(exc)
                 if not failure.retriable:
-                    raise
+                    raise  # credentials, configuration: every record would fail alike
                 return ApplyResult(Outcome.RETRY, failure.code, failure.message)
         return ApplyResult(Outcome.RETRY, "Race", "the item kept changing under concurrent writers")
 
@@ -217,23 +235,47 @@ class Applier:
         """Fast path: the item exists and is older. Otherwise judge it, or create it."""
         guard = free_guard(envelope.names, envelope.values)
         request = self._request(envelope, guard, version)
-        condition = with_user_condition(newer_than_stored(guard), envelope.condition)
-        fast = dict(request, ConditionExpression=condition)
-        fast["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-        self._attach(fast, condition, envelope, guard, version)
-        try:
-            if envelope.action is Action.PUT:
-                self._client.put_item(**fast)
-            else:
-                self._client.update_item(**fast)
+        old = self._conditional_write(envelope, guard, version, request, newer_than_stored(guard))
+        if old is None:
             return ApplyResult(Outcome.APPLIED)
-        except ClientError as exc:
-            if _code(exc) != "ConditionalCheckFailedException":
-                raise
-            old: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
+        if old and self.config.version_attribute not in old:
+            # Written by someone else, without a version: any record is newer.
+            old = self._conditional_write(envelope, guard, version, request, unversioned(guard))
+            if old is None:
+                return ApplyResult(Outcome.APPLIED)
+            if old and self.config.version_attribute not in old:
+                return ApplyResult(Outcome.CONDITION_FAILED)
         if old:  # DynamoDB returns the old item only when there is one
             return self._judge(old, version, envelope.id)
         return self._create(envelope, guard, version, request)
+
+    def _conditional_write(
+        self,
+        envelope: Envelope,
+        guard: Guard,
+        version: bytes,
+        request: dict[str, Any],
+        guard_condition: str,
+    ) -> dict[str, Any] | None:
+        """Write under `guard_condition` and the user's: None if written, else the old item.
+
+        The old item is `{}` when there is none (DynamoDB returns it only if it exists).
+        """
+        condition = with_user_condition(guard_condition, envelope.condition)
+        attempt = dict(request, ConditionExpression=condition)
+        attempt["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        self._attach(attempt, condition, envelope, guard, version)
+        try:
+            if envelope.action is Action.PUT:
+                self._client.put_item(**attempt)
+            else:
+                self._client.update_item(**attempt)
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+            old: dict[str, Any] = exc.response.get("Item") or {}  # type: ignore[assignment]
+            return old
+        return None
 
     def _create(
         self, envelope: Envelope, guard: Guard, version: bytes, request: dict[str, Any]
@@ -267,30 +309,35 @@ class Applier:
         }
         t_values = {guard.version_value: {"B": version}, guard.id_value: {"S": envelope.id}}
         try:
-            self._client.put_item(
+            previous = self._client.put_item(
                 TableName=self.config.tombstone_table,
                 Item=tombstone,
                 ConditionExpression=tombstone_older(guard),
                 ExpressionAttributeNames=t_names,
                 ExpressionAttributeValues=t_values,
-            )
+                ReturnValues="ALL_OLD",
+            ).get("Attributes", {})
         except ClientError as exc:
             if _code(exc) != "ConditionalCheckFailedException":
                 raise
             return ApplyResult(Outcome.STALE)
+        # This very delete wrote the tombstone before (a redelivery after a crash, or not).
+        again = previous.get(self.config.id_attribute, {}).get("S") == envelope.id
         condition = with_user_condition(
-            f"{missing(guard)} OR ({newer_than_stored(guard)})", envelope.condition
+            f"{missing(guard)} OR ({newer_than_stored(guard)}) OR ({unversioned(guard)})",
+            envelope.condition,
         )
         request: dict[str, Any] = {
             "TableName": self.target_table(envelope.table),
             "Key": envelope.key,
             "ConditionExpression": condition,
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            "ReturnValues": "ALL_OLD",
         }
         self._attach(request, condition, envelope, guard, version)
         try:
-            self._client.delete_item(**request)
-            return ApplyResult(Outcome.APPLIED)
+            deleted = self._client.delete_item(**request).get("Attributes")
+            return ApplyResult(Outcome.STALE if again and not deleted else Outcome.APPLIED)
         except ClientError as exc:
             if _code(exc) != "ConditionalCheckFailedException":
                 raise

@@ -41,13 +41,17 @@ def free_guard(names: Mapping[str, str] | None, values: Mapping[str, Any] | None
 
 
 def newer_than_stored(guard: Guard) -> str:
-    """The item exists and this record is newer than what it holds, and not the same action."""
-    v, i = guard.version_name, guard.id_name
-    return (
-        f"attribute_exists({guard.key_name})"
-        f" AND (attribute_not_exists({v}) OR {v} < {guard.version_value})"
-        f" AND (attribute_not_exists({i}) OR {i} <> {guard.id_value})"
-    )
+    """The item holds an older version and another action's id (so it exists).
+
+    Comparisons with a missing attribute are false, so this also requires the item
+    to exist and to carry a version: kept short because it guards every write.
+    """
+    return f"{guard.version_name} < {guard.version_value} AND {guard.id_name} <> {guard.id_value}"
+
+
+def unversioned(guard: Guard) -> str:
+    """The item exists but was written without a version (not by an applier)."""
+    return f"attribute_exists({guard.key_name}) AND attribute_not_exists({guard.version_name})"
 
 
 def missing(guard: Guard) -> str:
