@@ -5,13 +5,14 @@ is conditional on the item holding an older version and another id, so a
 redelivered, replayed or producer-duplicated record is "skipped as stale" instead
 of applied twice; ADD and list_append therefore never double-apply. Deleted items
 leave a tombstone (its version) in a side table for the stream's retention, and
-creating an item checks that tombstone in the same transaction, so replaying an
+creating an item checks that tombstone before and after writing, so replaying an
 old range cannot resurrect a deleted item. A user condition that fails is a
 recorded no-op. See docs/APPLIER.md for the technique and its costs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -47,15 +48,6 @@ logger = logging.getLogger(__name__)
 
 TOMBSTONE_KEY = "k"
 TOMBSTONE_EXPIRES = "expires"
-# A transaction cancelled for these reasons may succeed if tried again.
-_RETRIABLE_CANCELLATIONS = frozenset(
-    {
-        "TransactionConflict",
-        "ThrottlingError",
-        "ProvisionedThroughputExceeded",
-        "RequestLimitExceeded",
-    }
-)
 _MAX_RACES = 5
 
 
@@ -280,22 +272,48 @@ class Applier:
     def _create(
         self, envelope: Envelope, guard: Guard, version: bytes, request: dict[str, Any]
     ) -> ApplyResult:
-        """The item is missing: create it unless its tombstone is newer (one transaction)."""
-        check = self._tombstone_check(envelope, guard, version)
-        condition = with_user_condition(missing(guard), envelope.condition)
-        write = dict(request)
-        write["ConditionExpression"] = condition
-        self._attach(write, condition, envelope, guard, version)
-        write["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-        kind = "Put" if envelope.action is Action.PUT else "Update"
-        try:
-            self._client.transact_write_items(TransactItems=[check, {kind: write}])
-            return ApplyResult(Outcome.APPLIED)
-        except ClientError as exc:
-            if _code(exc) != "TransactionCanceledException":
-                raise
-            reasons: list[dict[str, Any]] = exc.response.get("CancellationReasons", [])  # type: ignore[assignment]
-        return self._cancelled(reasons, envelope, user_step=1)
+        """The item is missing: create it unless a newer delete left a tombstone.
+
+        Look at the tombstone, create the item only if it is still missing, then look
+        again: a delete applied meanwhile by another applier (a replay running beside
+        the live consumer) has written its tombstone before deleting, so it shows here,
+        and the item just created is taken back. No transaction: they cost twice the
+        capacity, and emulators do not isolate them.
+        """
+        if self._tombstone_version(envelope) >= version:
+            return ApplyResult(Outcome.STALE)
+        old = self._conditional_write(envelope, guard, version, request, missing(guard))
+        if old is not None:
+            if old or not envelope.condition:
+                raise _RaceError  # the item appeared meanwhile: judge it by its version
+            return ApplyResult(Outcome.CONDITION_FAILED)
+        if self._tombstone_version(envelope) > version:
+            self._take_back(envelope, guard, version)
+            return ApplyResult(Outcome.STALE)
+        return ApplyResult(Outcome.APPLIED)
+
+    def _tombstone_version(self, envelope: Envelope) -> bytes:
+        """The version of the item's tombstone, or b"" (older than any version)."""
+        response = self._client.get_item(
+            TableName=self.config.tombstone_table,
+            Key=self._tombstone_key(envelope),
+            ConsistentRead=True,
+            ProjectionExpression="#v",
+            ExpressionAttributeNames={"#v": self.config.version_attribute},
+        )
+        stored = response.get("Item", {}).get(self.config.version_attribute, {}).get("B", b"")
+        return bytes(stored)
+
+    def _take_back(self, envelope: Envelope, guard: Guard, version: bytes) -> None:
+        """Delete the item this record created, if nothing newer has written it since."""
+        with contextlib.suppress(self._client.exceptions.ConditionalCheckFailedException):
+            self._client.delete_item(
+                TableName=self.target_table(envelope.table),
+                Key=envelope.key,
+                ConditionExpression=f"{guard.version_name} = {guard.version_value}",
+                ExpressionAttributeNames={guard.version_name: self.config.version_attribute},
+                ExpressionAttributeValues={guard.version_value: {"B": version}},
+            )
 
     # -- deletes ---------------------------------------------------------------------------
 
@@ -399,18 +417,6 @@ class Applier:
         item[TOMBSTONE_EXPIRES] = {"N": str(int(self._clock()) + self.config.tombstone_ttl_s)}
         return item
 
-    def _tombstone_check(self, envelope: Envelope, guard: Guard, version: bytes) -> dict[str, Any]:
-        v = guard.version_name
-        return {
-            "ConditionCheck": {
-                "TableName": self.config.tombstone_table,
-                "Key": self._tombstone_key(envelope),
-                "ConditionExpression": f"attribute_not_exists({v}) OR {v} < {guard.version_value}",
-                "ExpressionAttributeNames": {v: self.config.version_attribute},
-                "ExpressionAttributeValues": {guard.version_value: {"B": version}},
-            }
-        }
-
     def _judge(self, old: Mapping[str, Any], version: bytes, envelope_id: str) -> ApplyResult:
         """The write's condition failed on an existing item: stale, or the user's condition."""
         stored = old.get(self.config.version_attribute, {}).get("B")
@@ -418,20 +424,6 @@ class Applier:
         if stored_id == envelope_id or (stored is not None and bytes(stored) >= version):
             return ApplyResult(Outcome.STALE)
         return ApplyResult(Outcome.CONDITION_FAILED)
-
-    def _cancelled(
-        self, reasons: Sequence[Mapping[str, Any]], envelope: Envelope, *, user_step: int
-    ) -> ApplyResult:
-        codes = [r.get("Code", "None") for r in reasons]
-        if any(code in _RETRIABLE_CANCELLATIONS for code in codes):
-            return ApplyResult(Outcome.RETRY, "TransactionCanceledException", ",".join(codes))
-        if codes and codes[0] == "ConditionalCheckFailed":
-            return ApplyResult(Outcome.STALE)  # a newer tombstone: the item was deleted later
-        if len(codes) > user_step and codes[user_step] == "ConditionalCheckFailed":
-            if reasons[user_step].get("Item") or not envelope.condition:
-                raise _RaceError  # the item appeared meanwhile: judge it against the stored version
-            return ApplyResult(Outcome.CONDITION_FAILED)
-        return ApplyResult(Outcome.PARKED, "TransactionCanceledException", ",".join(codes))
 
 
 def _code(exc: ClientError) -> str:

@@ -11,15 +11,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from binlog.topology import Topology, load_topology
+from binlog.topology import load_topology
 from lazyrep.demo import DemoReport, run_demo
 from lazyrep.embedded import embedded_stack
 
 
-def demo_topology() -> Topology:
-    """The topology packaged for the demo."""
-    with resources.as_file(resources.files("lazyrep") / "demo_topology.toml") as path:
-        return load_topology(path)
+def demo_topology_path() -> Path:
+    """The topology packaged for the demo (installed editable or as files: a real path)."""
+    return Path(str(resources.files("lazyrep") / "demo_topology.toml"))
 
 
 @click.command()
@@ -41,7 +40,8 @@ def demo(topology_path: Path | None, writers: int, ops: int) -> None:
     Exits 1 if anything is missing, duplicated or out of order.
     """
     console = Console()
-    topology = load_topology(topology_path) if topology_path else demo_topology()
+    path = topology_path or demo_topology_path()
+    load_topology(path)  # a clear error now, before anything starts
     with embedded_stack(use_aws=False) as stack:
         if stack is None:  # pragma: no cover - use_aws=False always starts one
             raise click.ClickException("the local stack did not start")
@@ -58,7 +58,7 @@ def demo(topology_path: Path | None, writers: int, ops: int) -> None:
         ) as bar:
             task = bar.add_task("produce", total=None)
             report = run_demo(
-                topology,
+                path,
                 sync_writers=writers,
                 async_writers=writers,
                 ops_per_writer=ops,
@@ -100,7 +100,20 @@ def _print(console: Console, report: DemoReport) -> None:
     summary.add_row("out of order (per item)", str(report.out_of_order))
     summary.add_row("undecodable", str(report.undecodable))
     console.print(summary)
+
+    primary = Table(title="primary tables (local event source mapping + Lambda handler)")
+    for column in ("table", "items", "equals the reference model"):
+        primary.add_column(column)
+    for table, (items, equal) in report.primary_tables.items():
+        primary.add_row(table, str(items), "[green]yes[/]" if equal else "[red]NO[/]")
+    console.print(primary)
+    console.print(
+        f"primary path: {report.primary_records} records in {report.primary_invocations} "
+        f"invocations, {report.primary_seconds:.1f} s"
+    )
     verdict = (
-        "[green]OK[/]: every action once, in its item's order" if report.ok else "[red]FAILED[/]"
+        "[green]OK[/]: every action once, in its item's order; primary tables match"
+        if report.ok
+        else "[red]FAILED[/]"
     )
     console.print(verdict)

@@ -8,19 +8,25 @@ operator could replay from; invalid actions are refused before sending.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
-from binlog.clients import kinesis_client
+from binlog.clients import boto3_client, dynamodb_client, kinesis_client
 from binlog.codec import decode
 from binlog.errors import ActionError, RecordError
 from binlog.reader import read_stream
-from binlog.topology import Topology
+from binlog.tables import create_table, create_topology_tables
+from binlog.topology import Topology, load_topology
+from emulators.esm import EventSourceMapping
+from emulators.esm_settings import EsmSettings
+from lazyrep.reference import apply_plainly, table_contents
 from lazyrep.workload import ops_for_writer
 from producer import ActionResult, AsyncProducer, Producer
 
@@ -42,11 +48,17 @@ class DemoReport:
     duplicates: int = 0
     out_of_order: int = 0
     undecodable: int = 0
+    primary_seconds: float = 0.0
+    primary_invocations: int = 0
+    primary_records: int = 0
+    primary_tables: dict[str, tuple[int, bool]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        """True when the stream holds exactly what was produced, in order."""
-        return not (self.missing or self.duplicates or self.out_of_order or self.undecodable)
+        """True when the stream holds exactly what was produced, in order, and the primary
+        tables equal the reference model."""
+        stream_ok = not (self.missing or self.duplicates or self.out_of_order or self.undecodable)
+        return stream_ok and all(equal for _, equal in self.primary_tables.values())
 
 
 def _results(value: ActionResult | list[ActionResult]) -> list[ActionResult]:
@@ -128,14 +140,16 @@ def refused_examples(topology: Topology) -> list[tuple[str, str, str]]:
 
 
 def run_demo(
-    topology: Topology,
+    topology_path: Path,
     *,
     sync_writers: int = 4,
     async_writers: int = 4,
     ops_per_writer: int = 500,
     progress: Progress = lambda _: None,
 ) -> DemoReport:
-    """Create the stream, produce, read everything back and check it."""
+    """Create the stream, produce, read everything back and check it, then apply it to the
+    primary tables through the local event source mapping and the Lambda handler."""
+    topology = load_topology(topology_path)
     report = DemoReport()
     client = kinesis_client(region=topology.stream.region)
     stream = topology.stream.name
@@ -182,4 +196,49 @@ def run_demo(
         last[record.partition_key] = position
     report.duplicates = sum(n - 1 for n in seen.values() if n > 1)
     report.missing = len(set(issued) - set(seen))
+    _apply_primary(topology, topology_path, sync_writers + async_writers, ops_per_writer, report)
     return report
+
+
+def _apply_primary(
+    topology: Topology, path: Path, writers: int, ops: int, report: DemoReport
+) -> None:
+    """The primary path: the mapping drains the stream into the tables; check the reference."""
+    dynamodb = dynamodb_client(region=topology.stream.region)
+    create_topology_tables(dynamodb, topology)
+    for table, schema in topology.tables.items():
+        create_table(dynamodb, f"reference-{table}", schema)
+    if topology.dead_letter is not None and topology.dead_letter.kind == "sqs":
+        boto3_client("sqs", region=topology.dead_letter.region).create_queue(
+            QueueName=topology.dead_letter.name
+        )
+    for writer in range(writers):
+        for op in ops_for_writer(writer, ops):
+            apply_plainly(dynamodb, f"reference-{op.table}", op.method, op.kwargs)
+    os.environ["LAZYREP_TOPOLOGY"] = str(path)
+    # The handler's JSON logs and EMF metrics go to stdout in Lambda; here the demo's
+    # report does, so keep only errors.
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
+    from lambda_consumer import handler  # noqa: PLC0415 - reads the variables above
+
+    handler.use(None)
+    settings = EsmSettings(
+        batch_size=500,
+        function_response_types=("ReportBatchItemFailures",),
+        bisect_batch_on_function_error=True,
+        poll_interval_s=0.2,
+    )
+    began = time.perf_counter()
+    stats = EventSourceMapping(
+        topology.stream.name, handler.handle, settings, region=topology.stream.region
+    ).run_until_idle(timeout_s=300)
+    report.primary_seconds = time.perf_counter() - began
+    report.primary_invocations = stats.invocations
+    report.primary_records = stats.records_delivered
+    for table in topology.tables:
+        actual = table_contents(dynamodb, table)
+        report.primary_tables[table] = (
+            len(actual),
+            actual == table_contents(dynamodb, f"reference-{table}"),
+        )

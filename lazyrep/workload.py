@@ -36,8 +36,11 @@ class Op:
         ]
 
 
-def ops_for_writer(writer: int, count: int, *, seed: int = 7, items: int = 50) -> Iterator[Op]:
-    """`count` calls on the demo topology's tables, on items only this writer owns."""
+def ops_for_writer(
+    writer: int, count: int, *, seed: int = 7, items: int = 50, prefix: str = ""
+) -> Iterator[Op]:
+    """`count` calls on the demo topology's tables (named with `prefix`), on items only
+    this writer owns."""
     rng = random.Random(seed * 1000 + writer)
     for n in range(count):
         roll = rng.random()
@@ -46,7 +49,7 @@ def ops_for_writer(writer: int, count: int, *, seed: int = 7, items: int = 50) -
         if roll < 0.2:
             yield Op(
                 "put_item",
-                "users",
+                f"{prefix}users",
                 {
                     "item": {
                         "user_id": user,
@@ -61,7 +64,7 @@ def ops_for_writer(writer: int, count: int, *, seed: int = 7, items: int = 50) -
         elif roll < 0.4:
             yield Op(
                 "update_item",
-                "users",
+                f"{prefix}users",
                 {
                     "key": {"user_id": user},
                     "update": "ADD #v :one SET #s = :now",
@@ -72,7 +75,7 @@ def ops_for_writer(writer: int, count: int, *, seed: int = 7, items: int = 50) -
         elif roll < 0.5:
             yield Op(
                 "update_item",
-                "carts",
+                f"{prefix}carts",
                 {
                     "key": {"cart_id": f"w{writer}-cart-{item}"},
                     "update": "SET #i = list_append(if_not_exists(#i, :empty), :new)",
@@ -83,7 +86,7 @@ def ops_for_writer(writer: int, count: int, *, seed: int = 7, items: int = 50) -
         elif roll < 0.65:
             yield Op(
                 "put_item",
-                "orders",
+                f"{prefix}orders",
                 {
                     "item": {
                         "customer_id": user,
@@ -100,7 +103,7 @@ def ops_for_writer(writer: int, count: int, *, seed: int = 7, items: int = 50) -
         elif roll < 0.75:
             yield Op(
                 "update_item",
-                "users",
+                f"{prefix}users",
                 {
                     "key": {"user_id": user},
                     "update": "SET #e = :e",
@@ -110,12 +113,12 @@ def ops_for_writer(writer: int, count: int, *, seed: int = 7, items: int = 50) -
                 },
             )
         elif roll < 0.85:
-            yield Op("delete_item", "users", {"key": {"user_id": user}})
+            yield Op("delete_item", f"{prefix}users", {"key": {"user_id": user}})
         else:
             base = n * 10
             yield Op(
                 "batch_write",
-                "orders",
+                f"{prefix}orders",
                 {
                     "puts": [
                         {"customer_id": user, "order_no": base + i, "status": "IMPORTED"}

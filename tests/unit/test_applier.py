@@ -132,3 +132,30 @@ def test_a_condition_that_fails_on_a_missing_item_is_a_recorded_no_op(dynamodb: 
     assert item(dynamodb) is None
     delete = record(2, Action.DELETE, 20, condition="attribute_exists(pk)")
     assert applier.apply(delete).outcome is Outcome.CONDITION_FAILED
+
+
+def test_a_delete_slipping_in_during_a_creation_wins(dynamodb: Any) -> None:
+    """Two appliers at once (a replay beside the live consumer) on one missing item."""
+    replay = Applier(boto3.client("dynamodb", region_name="us-east-1"), {"t": SCHEMA})
+    live = Applier(dynamodb, {"t": SCHEMA})
+    old_put = record(1, Action.PUT, 10, item={"pk": {"S": "a"}})
+    newer_delete = record(2, Action.DELETE, 20)
+    # GIVEN the replay has just seen no tombstone for the item...
+    client = replay._client  # the boto3 client the replay applier was given
+    real_get = client.get_item
+    calls = []
+
+    def get_then_live_deletes(**kwargs: Any) -> Any:
+        response = real_get(**kwargs)
+        if not calls:
+            calls.append(1)
+            # ...when the live consumer applies the newer delete
+            assert live.apply(newer_delete).outcome is Outcome.APPLIED
+        return response
+
+    client.get_item = get_then_live_deletes
+    # WHEN the replay creates the item from its older put
+    result = replay.apply(old_put)
+    # THEN it sees the delete's tombstone afterwards and takes the item back
+    assert result.outcome is Outcome.STALE
+    assert item(dynamodb) is None
