@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,8 @@ from binlog.tables import create_table, create_tombstone_table
 from binlog.topology import KeyAttribute, KeySchema
 from emulators.esm_events import FunctionIdentity, LambdaContext, build_event
 from emulators.esm_events import StreamRecord as EventRecord
+from emulators.faultproxy import FaultProxy
+from emulators.stack import LocalStack
 from producer import Producer
 
 SCHEMA = KeySchema(KeyAttribute("pk", "S"))
@@ -95,6 +97,25 @@ def _produce(plan: ApplyPlan, stream: str, table: str) -> list[StreamRecord]:
 
 def _fresh_table(client: Any, name: str) -> None:
     create_table(client, name, SCHEMA)
+
+
+@contextlib.contextmanager
+def latency(stack: LocalStack | None, latency_ms: int) -> Iterator[None]:
+    """Route DynamoDB through the fault proxy, delaying every request by `latency_ms`."""
+    if not latency_ms or stack is None:
+        yield
+        return
+    saved = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB")
+    rules = [{"fault": "delay", "delay_ms": latency_ms}]
+    with FaultProxy(upstream=stack.endpoints.dynamodb, rules=rules) as proxy:
+        os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = proxy.url
+        try:
+            yield
+        finally:
+            if saved is None:
+                os.environ.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
+            else:
+                os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = saved
 
 
 def run(plan: ApplyPlan, progress: Callable[[str], None]) -> dict[str, Any]:

@@ -62,7 +62,15 @@ def _show(figures: dict[str, object], as_json: bool, title: str) -> None:
 @bench.command("apply")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @click.option("--quick", is_flag=True, help="4,000 records, two concurrencies: under a minute.")
-def apply(as_json: bool, quick: bool) -> None:
+@click.option(
+    "--latency-ms",
+    type=click.IntRange(0, 1000),
+    default=0,
+    show_default=True,
+    help="Delay every DynamoDB request by this much (through the fault proxy), as a real "
+    "network would: loopback has none, so concurrency cannot pay off against it.",
+)
+def apply(as_json: bool, quick: bool, latency_ms: int) -> None:
     """The Lambda handler against plain DynamoDB writes on the local stack.
 
     naive: one unconditional PutItem per record, in sequence. raw: the same number
@@ -72,7 +80,12 @@ def apply(as_json: bool, quick: bool) -> None:
     """
     err = Console(stderr=True)
     plan = bench_apply.ApplyPlan.quick() if quick else bench_apply.ApplyPlan.full()
-    with embedded_stack(use_aws=False), err.status("benchmarking the applier") as status:
+    with (
+        embedded_stack(use_aws=False) as stack,
+        bench_apply.latency(stack, latency_ms),
+        err.status("benchmarking the applier") as status,
+    ):
         figures = bench_apply.run(plan, lambda message: status.update(f"apply bench: {message}"))
     figures["dynamodb"] = "moto server (local stack)"
+    figures["latency_ms"] = latency_ms
     _show(figures, as_json, "apply benchmark")
