@@ -218,7 +218,8 @@ def check_key(
     Raises:
         RecordError: reason key_mismatch, naming the attribute.
     """
-    if len(key) != len(schema.attributes) or set(key) != schema.names:
+    attributes = schema.attributes
+    if len(key) != len(attributes) or not all(a.name in key for a in attributes):
         expected = ", ".join(f"{a.name} ({a.type})" for a in schema.attributes)
         raise RecordError(
             Reason.KEY_MISMATCH,
@@ -246,7 +247,10 @@ def _key_value_bytes(kind: str, value: object) -> int:
     if isinstance(value, bytes):
         return len(value)
     if isinstance(value, str):
-        return len(value.encode("utf-8")) if kind == "S" else len(base64.b64decode(value))
+        if kind == "S":
+            # UTF-8 takes at most 4 bytes a character: short keys need no encoding.
+            return len(value) if len(value) * 4 <= _KEY_LIMITS[1] else len(value.encode())
+        return len(base64.b64decode(value))
     return 0
 
 

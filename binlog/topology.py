@@ -47,16 +47,14 @@ class KeySchema:
 
     partition: KeyAttribute
     sort: KeyAttribute | None = None
+    # Derived once: every record's key is checked against them.
+    attributes: tuple[KeyAttribute, ...] = field(init=False, repr=False, compare=False)
+    names: frozenset[str] = field(init=False, repr=False, compare=False)
 
-    @property
-    def attributes(self) -> tuple[KeyAttribute, ...]:
-        """Key attributes in schema order (partition first)."""
-        return (self.partition,) if self.sort is None else (self.partition, self.sort)
-
-    @property
-    def names(self) -> frozenset[str]:
-        """The key attribute names, for membership checks."""
-        return frozenset(attr.name for attr in self.attributes)
+    def __post_init__(self) -> None:
+        attributes = (self.partition,) if self.sort is None else (self.partition, self.sort)
+        object.__setattr__(self, "attributes", attributes)
+        object.__setattr__(self, "names", frozenset(a.name for a in attributes))
 
 
 @dataclass(frozen=True, slots=True)

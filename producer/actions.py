@@ -26,7 +26,7 @@ from binlog.attrvalue import (
 from binlog.codec import check_key, check_placeholders, document, dumps
 from binlog.envelope import MAX_RECORD_BYTES, Action
 from binlog.errors import ActionError, Reason, RecordError
-from binlog.partition import partition_key
+from binlog.partition import PartitionKeyer
 from binlog.plain import FloatValueError, plain_item_to_wire
 from binlog.topology import KeySchema
 
@@ -62,6 +62,7 @@ class ActionEncoder:
 
     def __init__(self, tables: Mapping[str, KeySchema], origin: str | None = None) -> None:
         self._tables = dict(tables)
+        self._keyers = {name: PartitionKeyer(name, schema) for name, schema in tables.items()}
         self._origin = origin if origin is not None else default_origin()
         # Envelope ids: a random 64-bit prefix per encoder and a counter, unique without
         # a syscall per action (os.urandom per id costs more than the rest of an id).
@@ -197,7 +198,7 @@ class ActionEncoder:
         return schema
 
     def _item(self, value: Mapping[str, Any], what: str, typed: bool, *, limit: bool) -> Item:
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):
             raise ActionError(Reason.BAD_VALUE, f"{what} must be a mapping of attributes")
         try:
             wire, size = item_to_wire(value, what) if typed else plain_item_to_wire(value, what)
@@ -242,7 +243,7 @@ class ActionEncoder:
             except RecordError as exc:
                 raise ActionError(exc.reason, exc.detail) from exc
         envelope_id = f"{self._id_prefix}{next(self._counter):016x}"
-        pk = partition_key(table, schema, key)
+        pk = self._keyers[table](key)
         try:
             data = dumps(
                 document(
