@@ -104,3 +104,6 @@ def _publish(batch_size: int, report: BatchReport | None) -> None:
             if report.iterator_age_ms is not None:
                 metrics.add_metric("IteratorAgeMs", MetricUnit.Milliseconds, report.iterator_age_ms)
         metrics.flush_metrics()
+        # With POWERTOOLS_METRICS_DISABLED, flush neither prints nor clears: the set
+        # would grow for the life of a long-running local mapping.
+        metrics.clear_metrics()

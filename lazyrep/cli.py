@@ -9,6 +9,7 @@ from lazyrep.cli_demo import demo
 from lazyrep.cli_kcl import kcl
 from lazyrep.cli_lambda import lambda_
 from lazyrep.cli_local import local
+from lazyrep.cli_properties import properties
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,5 +21,6 @@ def main() -> None:
 main.add_command(local)
 main.add_command(kcl)
 main.add_command(lambda_)
+main.add_command(properties)
 main.add_command(bench)
 main.add_command(demo)
