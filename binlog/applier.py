@@ -78,6 +78,9 @@ class ApplierConfig:
     that compare tables read them. tombstone_table: keyed by `k` (binary), one per
     region, TTL on `expires`. tombstone_ttl_s: at least the stream's retention.
     max_workers: items applied at once (one item's records always in order).
+    tombstone_namespace: prefixes tombstone keys; empty for the live consumers. A
+    `lazyrep replay --force` keeps its own (containing `/`, which no table name does),
+    so it never reads or writes the live consumers' tombstones.
     """
 
     version_attribute: str = "_lr_version"
@@ -85,6 +88,7 @@ class ApplierConfig:
     tombstone_table: str = "lazyrep-tombstones"
     tombstone_ttl_s: int = 8 * 24 * 3600
     max_workers: int = 16
+    tombstone_namespace: str = ""
 
     def __post_init__(self) -> None:
         for name in ("version_attribute", "id_attribute", "tombstone_table"):
@@ -408,7 +412,8 @@ class Applier:
             request.pop("ExpressionAttributeValues", None)
 
     def _tombstone_key(self, envelope: Envelope) -> dict[str, Any]:
-        return {TOMBSTONE_KEY: {"B": self.item_identity(envelope)}}
+        namespace = self.config.tombstone_namespace.encode()
+        return {TOMBSTONE_KEY: {"B": namespace + self.item_identity(envelope)}}
 
     def _tombstone_item(self, envelope: Envelope, version: bytes) -> dict[str, Any]:
         item = self._tombstone_key(envelope)

@@ -10,6 +10,9 @@ from lazyrep.cli_kcl import kcl
 from lazyrep.cli_lambda import lambda_
 from lazyrep.cli_local import local
 from lazyrep.cli_properties import properties
+from lazyrep.cli_replay import replay
+from lazyrep.cli_rewind import rewind_command
+from lazyrep.cli_status import status
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,5 +25,8 @@ main.add_command(local)
 main.add_command(kcl)
 main.add_command(lambda_)
 main.add_command(properties)
+main.add_command(replay)
+main.add_command(status)
+main.add_command(rewind_command)
 main.add_command(bench)
 main.add_command(demo)
