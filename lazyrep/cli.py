@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from lazyrep.cli_backfill import backfill
 from lazyrep.cli_bench import bench
 from lazyrep.cli_demo import demo
 from lazyrep.cli_kcl import kcl
@@ -13,6 +14,7 @@ from lazyrep.cli_properties import properties
 from lazyrep.cli_replay import replay
 from lazyrep.cli_rewind import rewind_command
 from lazyrep.cli_status import status
+from lazyrep.cli_verify import verify
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,5 +30,7 @@ main.add_command(properties)
 main.add_command(replay)
 main.add_command(status)
 main.add_command(rewind_command)
+main.add_command(verify)
+main.add_command(backfill)
 main.add_command(bench)
 main.add_command(demo)
