@@ -55,6 +55,7 @@ def test_daemon_delivers_every_record_and_stops_cleanly(
     stream = f"daemon-{uuid.uuid4().hex[:8]}"
     kinesis = boto3.client("kinesis")
     kinesis.create_stream(StreamName=stream, ShardCount=2)
+    kinesis.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 1})
     sent = [f"record-{i}" for i in range(RECORDS)]
     reply = kinesis.put_records(
         StreamName=stream,
