@@ -12,6 +12,7 @@ from lazyrep.cli_lambda import lambda_
 from lazyrep.cli_local import local
 from lazyrep.cli_properties import properties
 from lazyrep.cli_replay import replay
+from lazyrep.cli_replica import replica
 from lazyrep.cli_rewind import rewind_command
 from lazyrep.cli_status import status
 from lazyrep.cli_verify import verify
@@ -27,6 +28,7 @@ main.add_command(local)
 main.add_command(kcl)
 main.add_command(lambda_)
 main.add_command(properties)
+main.add_command(replica)
 main.add_command(replay)
 main.add_command(status)
 main.add_command(rewind_command)
