@@ -64,6 +64,42 @@ STATE_VERSION = 1
 # with the loopback host; 0 ms state transitions keep tests from polling CREATING/UPDATING.
 _KINESALITE_JS = """
 const [moduleDir, port, shardLimit] = process.argv.slice(1);
+// Kinesis answers GetRecords at the end of a closed shard with ChildShards (since 2020);
+// the KCL (2.3+) treats an end without them as invalid and retries for ever. kinesalite
+// 3.3.3 predates the field: add it, from the shards whose parent is this one.
+const path = require('path');
+const crypto = require('crypto');
+const kdb = require(path.join(moduleDir, 'db'));
+const recordsFile = require.resolve(path.join(moduleDir, 'actions', 'getRecords'));
+const getRecords = require(recordsFile);
+require.cache[recordsFile].exports = function getRecordsWithChildShards(store, data, cb) {
+  getRecords(store, data, function(err, result) {
+    if (err || !result || result.NextShardIterator !== undefined) return cb(err, result);
+    let streamName, shardId;
+    try {
+      const buffer = Buffer.from(data.ShardIterator, 'base64');
+      const decipher = crypto.createDecipheriv(
+        'aes-256-cbc', kdb.ITERATOR_PWD_KEY, kdb.ITERATOR_PWD_IV);
+      const pieces = Buffer.concat([decipher.update(buffer.slice(8)), decipher.final()])
+        .toString('utf8').split('/');
+      streamName = pieces[1];
+      shardId = pieces[2];
+    } catch (e) {
+      return cb(err, result);
+    }
+    store.getStream(streamName, function(streamErr, stream) {
+      if (streamErr) return cb(err, result);
+      result.ChildShards = stream.Shards
+        .filter((s) => s.ParentShardId === shardId || s.AdjacentParentShardId === shardId)
+        .map((s) => ({
+          ShardId: s.ShardId,
+          ParentShards: [s.ParentShardId, s.AdjacentParentShardId].filter(Boolean),
+          HashKeyRange: s.HashKeyRange,
+        }));
+      cb(err, result);
+    });
+  });
+};
 const server = require(moduleDir)({
   createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0, shardLimit: Number(shardLimit),
 });
