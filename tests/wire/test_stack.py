@@ -95,7 +95,8 @@ def test_every_service_answers_through_the_standard_variables(stack_env: LocalSt
         kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"]
         == "ACTIVE"
     )
-    assert name in dynamodb.list_tables()["TableNames"]
+    # describe, not list: the session's stack holds more tables than one ListTables page.
+    assert dynamodb.describe_table(TableName=name)["Table"]["TableStatus"] == "ACTIVE"
     assert queue_url in sqs.list_queues()["QueueUrls"]
     assert name in [b["Name"] for b in s3.list_buckets()["Buckets"]]
     assert cloudwatch.list_metrics(Namespace=name)["Metrics"][0]["MetricName"] == "m"
