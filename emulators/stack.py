@@ -45,6 +45,7 @@ ENDPOINT_ENV: Mapping[str, str] = {
     "sqs": "AWS_ENDPOINT_URL_SQS",
     "s3": "AWS_ENDPOINT_URL_S3",
     "cloudwatch": "AWS_ENDPOINT_URL_CLOUDWATCH",
+    "cloudformation": "AWS_ENDPOINT_URL_CLOUDFORMATION",
 }
 """Endpoint attribute -> the standard variable boto3, aiobotocore and the AWS SDKs honour."""
 
@@ -131,6 +132,9 @@ class Endpoints:
     sqs: str
     s3: str
     cloudwatch: str
+    cloudformation: str = ""
+    """moto's CloudFormation (it creates stacks' resources in moto, Kinesis streams included:
+    describe those through this URL, not kinesalite's). Empty in state files of older stacks."""
 
 
 def _url(port: int) -> str:
@@ -279,6 +283,7 @@ class LocalStack:
             sqs=moto_url,
             s3=moto_url,
             cloudwatch=moto_url,
+            cloudformation=moto_url,
         )
         logger.info("local stack ready in %.1f s: %s", time.monotonic() - begun, endpoints)
         return cls(endpoints, started, logs, owns_log_dir=owns_log_dir)
@@ -286,7 +291,11 @@ class LocalStack:
     @property
     def env(self) -> dict[str, str]:
         """Variables that point AWS SDKs at this stack (plus fake keys and region if unset)."""
-        values = {var: getattr(self.endpoints, attr) for attr, var in ENDPOINT_ENV.items()}
+        values = {
+            var: getattr(self.endpoints, attr)
+            for attr, var in ENDPOINT_ENV.items()
+            if getattr(self.endpoints, attr)
+        }
         values[KCL_KINESIS_ENV] = self.endpoints.kinesis_h2c
         for var, default in FAKE_ENV.items():
             if not os.environ.get(var):

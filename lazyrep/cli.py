@@ -7,6 +7,7 @@ import click
 from lazyrep.cli_backfill import backfill
 from lazyrep.cli_bench import bench
 from lazyrep.cli_demo import demo
+from lazyrep.cli_deploy import deploy
 from lazyrep.cli_kcl import kcl
 from lazyrep.cli_lambda import lambda_
 from lazyrep.cli_local import local
@@ -36,3 +37,4 @@ main.add_command(verify)
 main.add_command(backfill)
 main.add_command(bench)
 main.add_command(demo)
+main.add_command(deploy)
