@@ -4,7 +4,8 @@
 Run with the system Python 3.11+ (it creates .venv). Needs beforehand only Python 3.11+,
 Java 17+ and Node 18+ (with npm); installs the rest:
 
-- Debian packages nghttp2-proxy (nghttpx: h2c in front of kinesalite) and maven, via
+- Debian packages nghttp2-proxy (nghttpx: h2c in front of kinesalite), maven and
+  docker-compose (its `config` validates docker-compose.yml, no engine needed), via
   apt-get when missing (as root; otherwise it stops and prints the sudo command);
 - the KCL MultiLangDaemon jars, by Maven with strict checksums from kcl_consumer/pom.xml,
   into the cache;
@@ -39,7 +40,8 @@ KCLPY_VERSION = "3.1.3"  # the amazon-kclpy whose pom.xml lists exactly the jars
 MIN_PYTHON = (3, 11)
 MIN_JAVA = 17
 MIN_NODE = 18
-APT_TOOLS = {"nghttpx": "nghttp2-proxy", "mvn": "maven"}
+# docker-compose: only to validate docker-compose.yml offline (tests/unit/test_compose.py).
+APT_TOOLS = {"nghttpx": "nghttp2-proxy", "mvn": "maven", "docker-compose": "docker-compose"}
 SBIN = "/usr/sbin:/usr/local/sbin"
 
 
@@ -130,8 +132,8 @@ def ensure_apt_tools() -> None:
     command = "apt-get update && apt-get install -y " + " ".join(missing)
     if shutil.which("apt-get") is None:
         raise BootstrapError(
-            f"missing {', '.join(missing)}; install nghttpx and maven with your package manager "
-            "(macOS: brew install nghttp2 maven)"
+            f"missing {', '.join(missing)}; install them with your package manager "
+            "(macOS: brew install nghttp2 maven docker-compose)"
         )
     if os.geteuid() != 0:
         raise BootstrapError(f"missing {', '.join(missing)}; run: sudo sh -c '{command}'")
