@@ -61,6 +61,7 @@ COPY --from=build /opt/lazyrep/venv /opt/lazyrep/venv
 COPY --from=jars /build/jars /opt/lazyrep/jars
 ENV PATH=/opt/lazyrep/venv/bin:$PATH \
     LAZYREP_KCL_JARS=/opt/lazyrep/jars \
+    LAZYREP_KCL_TEMPLATE=/etc/lazyrep/local.properties \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     JAVA_TOOL_OPTIONS="-XX:MaxRAMPercentage=40 -XX:+ExitOnOutOfMemoryError"
@@ -70,6 +71,8 @@ ARG TOPOLOGY=examples/topology.toml
 ARG STOP_TIMEOUT=60
 ARG RETRIEVAL_MODE=POLLING
 COPY ${TOPOLOGY} /etc/lazyrep/topology.toml
+# `lazyrep replica run` (local stacks, docker-compose) fills this template.
+COPY properties/local.properties /etc/lazyrep/local.properties
 RUN lazyrep properties --topology /etc/lazyrep/topology.toml --out /etc/lazyrep/properties \
         --stop-timeout "${STOP_TIMEOUT}" --retrieval-mode "${RETRIEVAL_MODE}" \
         --python /opt/lazyrep/venv/bin/python --worker-topology /etc/lazyrep/topology.toml

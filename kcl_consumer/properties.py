@@ -9,6 +9,7 @@ its leases in the replica's. `parse_properties` reads any of them back as Java d
 
 from __future__ import annotations
 
+import os
 import re
 import string
 import textwrap
@@ -19,8 +20,13 @@ from pathlib import Path
 from binlog.topology import ReplicaTarget, Topology
 from kcl_consumer.known_keys import KCL_VERSION, unknown_keys
 
-DEFAULT_TEMPLATE = Path(__file__).resolve().parents[1] / "properties" / "local.properties"
-"""properties/local.properties of the source tree (the project is installed editable)."""
+TEMPLATE_ENV = "LAZYREP_KCL_TEMPLATE"
+DEFAULT_TEMPLATE = Path(
+    os.environ.get(TEMPLATE_ENV)
+    or Path(__file__).resolve().parents[1] / "properties" / "local.properties"
+)
+"""properties/local.properties of the source tree (the project is installed editable), or
+$LAZYREP_KCL_TEMPLATE where the tree is not there (the image: the Dockerfile sets it)."""
 
 INITIAL_POSITIONS = ("TRIM_HORIZON", "LATEST")
 MAX_RECORDS_LIMIT = 10_000  # GetRecords returns at most 10,000 records per call.

@@ -29,14 +29,13 @@ import yaml  # PyYAML: installed with moto[server] (the local extra)
 from click.testing import CliRunner
 
 from binlog.topology import Topology, load_topology
-from kcl_consumer.properties import DEFAULT_TEMPLATE, IMAGE_TOPOLOGY
+from kcl_consumer.properties import DEFAULT_TEMPLATE, IMAGE_TOPOLOGY, TEMPLATE_ENV
 from lazyrep.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
-IMAGE_VENV = "/opt/lazyrep/venv"
 
 
 @pytest.fixture(scope="module")
@@ -195,18 +194,18 @@ def test_mounted_files_exist_in_the_repo(services: dict[str, dict[str, Any]]) ->
             assert target.startswith("/"), f"{name}: {target}"
 
 
-def test_the_kcl_template_is_mounted_where_the_image_looks_for_it(
-    services: dict[str, dict[str, Any]],
-) -> None:
-    # GIVEN where kcl_consumer/properties.py looks: next to the installed package, which in
-    # the image is the venv's site-packages (for the Dockerfile's Python version)
-    version = re.search(r"^ARG PYTHON_IMAGE=python:(\d+\.\d+)", DOCKERFILE.read_text(), re.M)
-    assert version, "the Dockerfile's PYTHON_IMAGE is not python:X.Y-..."
-    site = f"{IMAGE_VENV}/lib/python{version.group(1)}/site-packages"
-    expected = f"{DEFAULT_TEMPLATE}:{site}/{DEFAULT_TEMPLATE.relative_to(REPO)}:ro"
-    # THEN every replica worker has the template mounted there
-    for replica, name in replica_workers(services).items():
-        assert expected in services[name].get("volumes", []), f"{replica}: {name}"
+def test_the_image_ships_the_kcl_template_where_its_env_points() -> None:
+    # GIVEN the image: `lazyrep replica run` fills the KCL template, which is not next to the
+    # installed package there, so the Dockerfile copies it and names it in TEMPLATE_ENV
+    dockerfile = DOCKERFILE.read_text(encoding="utf-8")
+    env = re.search(rf"^\s+{TEMPLATE_ENV}=(\S+)", dockerfile, re.M)
+    assert env, f"the Dockerfile does not set {TEMPLATE_ENV}"
+    source = DEFAULT_TEMPLATE.relative_to(REPO)
+    # THEN it COPYs exactly that file (allowed into the build context) to that path
+    copy = rf"^COPY {re.escape(str(source))} {re.escape(env.group(1))}$"
+    assert re.search(copy, dockerfile, re.M)
+    allowed = {line[1:] for line in DOCKERIGNORE.read_text().splitlines() if line.startswith("!")}
+    assert source.parts[0] in allowed
 
 
 def test_every_lazyrep_command_parses(services: dict[str, dict[str, Any]]) -> None:
