@@ -5,10 +5,19 @@ The KCL cannot start a lease at a sequence number, so the lease item itself is e
 resumes after its checkpoint; lazyrep.rewind_locate), `checkpointSubSequenceNumber`
 0, any `pendingCheckpoint*` goes, and `leaseCounter` is bumped, all in one UpdateItem
 conditional on the `leaseCounter` read: a worker that renewed or checkpointed meanwhile
-makes the update fail rather than be overwritten (or overwrite us). Bumping the counter
+makes the update fail rather than be overwritten (or overwrite us). Moving the counter
 also makes the holder's next renewal fail, so a worker still holding the lease (with
---force) loses it without checkpointing, and the next owner starts after the new
-checkpoint.
+--force) loses it without checkpointing, and the next owner (the same worker, once its
+lease discovery finds the lease still names it) starts a new record processor after the
+new checkpoint.
+
+The counter moves by 2, never by 1: when a KCL renewal fails its condition, the KCL
+(DynamoDBLeaseRefresher.renewLease, KCL 3.1.3) reads the lease back and, if it still
+names the worker and its counter is exactly the worker's own + 1, takes the failure for
+its own write whose reply was lost ("Detected spurious renewal failure ... but
+recovered") and keeps the lease: the worker would go on from its in-memory position and
+its next checkpoint would overwrite the rewind. Measured over the real daemon
+(tests/e2e/test_operator_e2e.py).
 
 A lease counts as held when it has an owner and its `leaseCounter` moves while we
 watch (`observe_s`; KCL workers renew every failoverTimeMillis / 3, 10 s / 3 by default).
@@ -36,6 +45,9 @@ from lazyrep.rewind_locate import (
 from lazyrep.status_leases import Lease
 
 DEFAULT_OBSERVE_S = 10.0
+COUNTER_STEP = 2
+"""How far a rewind moves leaseCounter: more than 1, or the holder's KCL would take the
+change for its own renewal and keep its lease (see the module docstring)."""
 _PENDING = ("pendingCheckpoint", "pendingCheckpointSubSequenceNumber", "pendingCheckpointState")
 
 
@@ -184,14 +196,15 @@ def rewind(
 
 def _write(dynamodb: Any, table: str, before: Lease, checkpoint: str) -> Lease:
     names = {"#cp": "checkpoint", "#sub": "checkpointSubSequenceNumber", "#c": "leaseCounter"}
-    values: dict[str, Any] = {":cp": {"S": checkpoint}, ":zero": {"N": "0"}, ":one": {"N": "1"}}
+    step = {"N": str(COUNTER_STEP)}
+    values: dict[str, Any] = {":cp": {"S": checkpoint}, ":zero": {"N": "0"}, ":step": step}
     if before.counter is None:
         condition = "attribute_not_exists(#c)"
-        counter = "#c = :one"
+        counter = "#c = :step"
     else:
         condition = "#c = :c"
         values[":c"] = {"N": str(before.counter)}
-        counter = "#c = #c + :one"
+        counter = "#c = #c + :step"
     remove = []
     for i, name in enumerate(_PENDING):
         names[f"#p{i}"] = name
