@@ -12,9 +12,10 @@
    parallel consistent scan of the primary, at a WCU rate, each write guarded so it
    never replaces a newer replica version (lazyrep/backfill_copy.py): running twice,
    or while the replica's KCL application already runs, is safe.
-3. Report the start position (`initialPositionInStream = AT_TIMESTAMP`,
-   `initialPositionInStreamExtended = <epoch seconds>`), and refuse it if the copy
-   took so long that records after the start have left the stream.
+3. Report the start position (`initialPositionInStreamExtended = <epoch seconds>`,
+   which alone makes the MultiLangDaemon start new leases AT_TIMESTAMP; its
+   `initialPositionInStream` key must be absent), and refuse it if the copy took so
+   long that records after the start have left the stream.
 
 The replay from the start position overlaps the copy: records the copy already
 holds are skipped as stale by the applier, later ones applied. Idempotence makes
@@ -59,6 +60,17 @@ logger = logging.getLogger(__name__)
 AT_TIMESTAMP = "AT_TIMESTAMP"
 POSITION_KEY = "initialPositionInStream"
 TIMESTAMP_KEY = "initialPositionInStreamExtended"
+POSITION_KEY_REMOVED = (
+    f"{POSITION_KEY} removed by `lazyrep backfill`: {TIMESTAMP_KEY} below starts new "
+    f"leases at {AT_TIMESTAMP} (the daemon refuses {POSITION_KEY} = {AT_TIMESTAMP}, and "
+    "another value there could override the timestamp)"
+)
+"""KCL 3.1.3's MultiLangDaemon sets the start from `initialPositionInStreamExtended`
+(epoch seconds: AT_TIMESTAMP) and from `initialPositionInStream` (TRIM_HORIZON or
+LATEST: `InitialPositionInStreamExtended.newInitialPosition` throws "Invalid
+InitialPosition: AT_TIMESTAMP" and the daemon exits). Both write one field, in the
+properties' hash order, so a file with both keys may start anywhere: only the timestamp
+key may be present."""
 
 Progress = Callable[[str, int, int], None]
 """Called from the scan threads with a table, how many items were just handled, and the
@@ -110,8 +122,16 @@ class StartPosition:
         return datetime.fromtimestamp(self.epoch_s, UTC)
 
     def properties(self) -> dict[str, str]:
-        """The KCL MultiLangDaemon keys (epoch seconds, as its Date converter reads them)."""
-        return {POSITION_KEY: AT_TIMESTAMP, TIMESTAMP_KEY: str(self.epoch_s)}
+        """The KCL MultiLangDaemon key (epoch seconds, as its Date converter reads them).
+
+        `initialPositionInStream` must not be set beside it (see POSITION_KEY_REMOVED).
+        """
+        return {TIMESTAMP_KEY: str(self.epoch_s)}
+
+    @staticmethod
+    def unset() -> dict[str, str]:
+        """The keys a properties file must not hold, with why (a comment takes their place)."""
+        return {POSITION_KEY: POSITION_KEY_REMOVED}
 
 
 @dataclass(slots=True)

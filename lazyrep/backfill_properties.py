@@ -3,9 +3,11 @@
 `lazyrep backfill --write-properties FILE` puts the start position into the replica's
 properties: each key's first logical line (with its continuation lines) is replaced
 by `key = value`, later repeats of the key are dropped (java.util.Properties would
-let the last one win), and keys the file lacks are appended. Comments, blank lines,
-the order and the spelling of every other entry stay. The file is replaced
-atomically, and read back as Java reads it to check that only those keys changed.
+let the last one win), and keys the file lacks are appended. Keys to remove have
+their first logical line replaced by a comment saying why, and their repeats
+dropped. Comments, blank lines, the order and the spelling of every other entry
+stay. The file is replaced atomically, and read back as Java reads it to check that
+only those keys changed.
 """
 
 from __future__ import annotations
@@ -26,15 +28,26 @@ def _continues(natural: str) -> bool:
     return (len(body) - len(body.rstrip("\\"))) % 2 == 1
 
 
-def set_keys(text: str, values: Mapping[str, str], *, header: str = "") -> str:
-    """`text` with `values` set (see the module docstring); `header` comments appended keys.
+def set_keys(
+    text: str,
+    values: Mapping[str, str],
+    *,
+    header: str = "",
+    remove: Mapping[str, str] | None = None,
+) -> str:
+    """`text` with `values` set and the keys of `remove` removed (see the module
+    docstring); `header` comments appended keys, `remove[key]` is the comment that
+    takes the removed key's place.
 
     Raises:
         ValueError: a value spans lines, or the result does not read back as expected.
     """
-    for key, value in values.items():
+    remove = remove or {}
+    for key, value in [*values.items(), *remove.items()]:
         if any(c in key + value for c in "\r\n") or not key or key[0] in "#!":
             raise ValueError(f"cannot write {key!r} = {value!r} as one properties line")
+    if set(values) & set(remove):
+        raise ValueError(f"cannot both set and remove {sorted(set(values) & set(remove))}")
     lines = text.splitlines(keepends=True)
     out: list[str] = []
     done: set[str] = set()
@@ -52,10 +65,15 @@ def set_keys(text: str, values: Mapping[str, str], *, header: str = "") -> str:
             logical.append(lines[index])
         index += 1
         parsed_key = next(iter(parse_properties("".join(logical))), None)
-        if parsed_key is None or parsed_key not in values:
+        ending = "\r\n" if logical[-1].endswith("\r\n") else "\n"
+        if parsed_key is None or (parsed_key not in values and parsed_key not in remove):
             out.extend(logical)
-        elif parsed_key not in done:
-            ending = "\r\n" if logical[-1].endswith("\r\n") else "\n"
+        elif parsed_key in done:
+            pass  # a repeat: dropped
+        elif parsed_key in remove:
+            out.append(f"# {remove[parsed_key]}{ending}")
+            done.add(parsed_key)
+        else:
             out.append(f"{parsed_key} = {values[parsed_key]}{ending}")
             done.add(parsed_key)
     missing = [key for key in values if key not in done]
@@ -66,14 +84,21 @@ def set_keys(text: str, values: Mapping[str, str], *, header: str = "") -> str:
             out.append(("\n" if out else "") + f"# {header}\n")
         out += [f"{key} = {values[key]}\n" for key in missing]
     result = "".join(out)
-    expected = parse_properties(text) | dict(values)
+    expected = {k: v for k, v in parse_properties(text).items() if k not in remove} | dict(values)
     if parse_properties(result) != expected:
         raise ValueError("the edited properties do not read back as expected")
     return result
 
 
-def write_keys(path: Path, values: Mapping[str, str], *, header: str = "") -> None:
-    """Set `values` in the properties file at `path`, replacing it atomically.
+def write_keys(
+    path: Path,
+    values: Mapping[str, str],
+    *,
+    header: str = "",
+    remove: Mapping[str, str] | None = None,
+) -> None:
+    """Set `values` (and remove `remove`) in the properties file at `path`, replacing it
+    atomically.
 
     Raises:
         OSError: the file cannot be read or written.
@@ -81,7 +106,7 @@ def write_keys(path: Path, values: Mapping[str, str], *, header: str = "") -> No
     """
     # java.util.Properties.load(InputStream) reads ISO-8859-1; bytes round-trip exactly.
     text = path.read_bytes().decode("latin-1")
-    result = set_keys(text, values, header=header)
+    result = set_keys(text, values, header=header, remove=remove)
     mode = path.stat().st_mode
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:

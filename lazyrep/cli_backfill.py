@@ -32,7 +32,7 @@ from rich.progress import (
 )
 
 from binlog.topology import load_topology
-from lazyrep.backfill import BackfillConfig, Backfiller, BackfillReport
+from lazyrep.backfill import BackfillConfig, Backfiller, BackfillReport, StartPosition
 from lazyrep.backfill import Progress as ProgressCallback
 from lazyrep.backfill_properties import set_keys, write_keys
 from lazyrep.errors_cli import CliError, cli_errors
@@ -64,6 +64,7 @@ def report_json(report: BackfillReport, properties_file: Path | None) -> dict[st
         "replica": report.replica,
         "application_name": report.application_name,
         "properties": report.position.properties(),
+        "unset_properties": sorted(report.position.unset()),
         "start": _iso(report.position.start),
         "noted_at": report.position.noted_at.isoformat(),
         "copy_started_at": report.copy_started_at.isoformat(),
@@ -152,8 +153,9 @@ def _progress_bar(enabled: bool) -> Iterator[ProgressCallback | None]:
     "--write-properties",
     "properties_file",
     type=click.Path(dir_okay=False, exists=True, writable=True, path_type=Path),
-    help="Set initialPositionInStream and initialPositionInStreamExtended in this KCL "
-    "properties file (every other line kept).",
+    help="Set initialPositionInStreamExtended (AT_TIMESTAMP) in this KCL properties file "
+    "and comment out initialPositionInStream, which must not be set beside it (every "
+    "other line kept).",
 )
 @click.option(
     "--create-tables",
@@ -226,7 +228,8 @@ def backfill(
             write_keys(
                 properties_file,
                 report.position.properties(),
-                header=f"Start position set by `lazyrep backfill` on {when}",
+                header=f"Start position (AT_TIMESTAMP) set by `lazyrep backfill` on {when}",
+                remove=report.position.unset(),
             )
     if as_json:
         click.echo(json.dumps(report_json(report, properties_file), indent=2))
@@ -239,7 +242,11 @@ def backfill(
 def _check_properties(path: Path) -> None:
     """Refuse an unreadable or unparseable properties file before hours of copying."""
     try:
-        set_keys(path.read_bytes().decode("latin-1"), {"initialPositionInStream": "LATEST"})
+        set_keys(
+            path.read_bytes().decode("latin-1"),
+            StartPosition(datetime.now(UTC), 0).properties(),
+            remove=StartPosition.unset(),
+        )
     except (OSError, ValueError) as exc:
         raise CliError(f"--write-properties {path}: {exc}") from exc
     if not os.access(path.parent, os.W_OK):
@@ -264,5 +271,12 @@ def _summary(report: BackfillReport, properties_file: Path | None) -> None:
         f"{_iso(report.position.start)} ({margin:.0f} s before the copy began), and before "
         f"{_iso(report.expires_at)}, when the records after that start leave the stream"
     )
+    unset = ", ".join(sorted(report.position.unset()))
     if properties_file is not None:
-        err.print(f"wrote the start position into {properties_file}")
+        err.print(f"wrote the start position into {properties_file} (and commented out {unset})")
+    else:
+        err.print(
+            f"in the application's properties, set the line above and remove {unset}: the "
+            "MultiLangDaemon refuses AT_TIMESTAMP there, and any other value could override "
+            "the timestamp"
+        )

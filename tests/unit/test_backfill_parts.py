@@ -18,7 +18,8 @@ from lazyrep.backfill_properties import set_keys, write_keys
 from lazyrep.backfill_rate import WcuBucket
 from lazyrep.cli_backfill import parse_duration
 
-START = {"initialPositionInStream": "AT_TIMESTAMP", "initialPositionInStreamExtended": "1700000000"}
+START = {"initialPositionInStreamExtended": "1700000000"}
+UNSET = {"initialPositionInStream": "removed: the timestamp starts new leases"}
 
 
 class FakeTime:
@@ -64,6 +65,7 @@ def test_the_bucket_refuses_nonsense() -> None:
 def test_the_start_position_speaks_the_daemons_keys() -> None:
     position = StartPosition(noted_at=None, epoch_s=1_700_000_000)  # type: ignore[arg-type]
     assert position.properties() == START
+    assert set(position.unset()) == {"initialPositionInStream"}  # the daemon refuses AT_TIMESTAMP
     assert position.start.isoformat() == "2023-11-14T22:13:20+00:00"
 
 
@@ -102,14 +104,16 @@ PROPERTIES = (
 
 
 def test_set_keys_replaces_the_key_drops_repeats_and_appends_the_rest() -> None:
-    result = set_keys(PROPERTIES, START, header="set by a test")
-    assert parse_properties(result) == parse_properties(PROPERTIES) | START
+    result = set_keys(PROPERTIES, START, header="set by a test", remove=UNSET)
+    kept = parse_properties(PROPERTIES)
+    del kept["initialPositionInStream"]
+    assert parse_properties(result) == kept | START
     assert result == (
         "# KCL properties\n"
         "executableName = python -m worker\n"
         "\n"
         "# A new lease starts at the oldest record.\n"
-        "initialPositionInStream = AT_TIMESTAMP\n"
+        "# removed: the timestamp starts new leases\n"
         "streamName : shop\\\n"
         "    -binlog\n"
         "! another comment\\\n"
@@ -121,22 +125,21 @@ def test_set_keys_replaces_the_key_drops_repeats_and_appends_the_rest() -> None:
 
 
 def test_set_keys_twice_is_set_keys_once() -> None:
-    once = set_keys(PROPERTIES, START, header="h")
-    assert set_keys(once, START, header="h") == once
+    once = set_keys(PROPERTIES, START, header="h", remove=UNSET)
+    assert set_keys(once, START, header="h", remove=UNSET) == once
 
 
 def test_a_continued_value_of_the_key_is_replaced_whole_and_crlf_kept() -> None:
     text = "a = 1\r\ninitialPositionInStreamExtended = 12\\\r\n  34\r\nb = 2\r\n"
     result = set_keys(text, START)
-    assert result == (
-        "a = 1\r\ninitialPositionInStreamExtended = 1700000000\r\nb = 2\r\n"
-        "initialPositionInStream = AT_TIMESTAMP\n"
-    )
+    assert result == ("a = 1\r\ninitialPositionInStreamExtended = 1700000000\r\nb = 2\r\n")
 
 
 def test_a_value_spanning_lines_is_refused() -> None:
     with pytest.raises(ValueError, match="one properties line"):
         set_keys("", {"a": "1\n2"})
+    with pytest.raises(ValueError, match="both set and remove"):
+        set_keys("", {"a": "1"}, remove={"a": "gone"})
 
 
 def test_write_keys_keeps_other_bytes_and_the_mode(tmp_path: Path) -> None:
@@ -146,6 +149,6 @@ def test_write_keys_keeps_other_bytes_and_the_mode(tmp_path: Path) -> None:
     write_keys(path, START)
     data = path.read_bytes()
     assert data.startswith(b"# caf\xe9\nstreamName = s\n")
-    assert b"initialPositionInStream = AT_TIMESTAMP\n" in data
+    assert b"initialPositionInStreamExtended = 1700000000\n" in data
     assert oct(path.stat().st_mode & 0o777) == "0o640"
     assert [p.name for p in tmp_path.iterdir()] == ["eu.properties"]
