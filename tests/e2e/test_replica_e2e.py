@@ -18,25 +18,23 @@ of seconds to its first record. `LAZYREP_E2E_ACTIONS` scales the workload (defau
 from __future__ import annotations
 
 import contextlib
-import json
 import multiprocessing
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
+from replica_support import Worker, start_worker, unordered_sets
 
 from binlog.tables import create_table, create_topology_tables
 from binlog.topology import Topology, load_topology
@@ -97,18 +95,6 @@ def reference(topology_path: str, prefix: str) -> dict[str, dict[str, Any]]:
         return {name: unordered_sets(table_contents(client, name)) for name in topology.tables}
 
 
-def unordered_sets(value: Any) -> Any:
-    """DynamoDB sets have no order: sort them, so tables written by two processes compare."""
-    if isinstance(value, dict):
-        return {
-            k: sorted(v, key=repr) if k in ("SS", "NS", "BS") else unordered_sets(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [unordered_sets(v) for v in value]
-    return value
-
-
 # -- the run ----------------------------------------------------------------------------------
 
 
@@ -129,80 +115,6 @@ def write_topology(path: Path, run: str) -> Path:
     )
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
-
-
-@dataclass
-class Worker:
-    """One `lazyrep replica run` (a supervisor over a daemon) and its log."""
-
-    worker_id: str
-    process: subprocess.Popen[bytes]
-    log: Path
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-    def lines(self) -> list[str]:
-        return self.log.read_text(errors="replace").splitlines()
-
-    def json_events(self) -> list[dict[str, Any]]:
-        """Our JSON log lines: the supervisor's, and the workers' (which the daemon echoes)."""
-        found = []
-        for line in self.lines():
-            start = line.find('{"ts"')
-            if start < 0:
-                continue
-            end = line.rfind("}")
-            with contextlib.suppress(ValueError):
-                found.append(json.loads(line[start : end + 1]))
-        return found
-
-    def daemon_groups(self) -> list[int]:
-        """Every daemon the supervisor started (each leads its own process group)."""
-        return [e["daemon_pid"] for e in self.json_events() if e.get("event") == "started"]
-
-    def daemon_pid(self) -> int | None:
-        """The supervisor's child: the JVM (leader of its own process group)."""
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        with contextlib.suppress(OSError):
-            pids = children.read_text().split()
-            return int(pids[0]) if pids else None
-        return None
-
-    def tail(self) -> str:
-        return "\n".join(self.lines()[-40:])
-
-
-def start_worker(topology: Path, worker_id: str, tmp_path: Path) -> Worker:
-    log = tmp_path / f"{worker_id}.log"
-    env = dict(os.environ, LAZYREP_STATUS_INTERVAL_S="2", LAZYREP_CHECKPOINT_INTERVAL_S="5")
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "lazyrep.cli_replica",
-                "run",
-                "--topology",
-                str(topology),
-                "--replica",
-                "eu",
-                "--worker-id",
-                worker_id,
-                "--backoff-s",
-                "1",
-                "--set",
-                "maxRecords=2000",
-                # KCL 3 rebalances by throughput, which a paced consumer keeps changing:
-                # every 30 s here instead of every 9 s (3 x leaseAssignmentIntervalMillis)
-                "--set",
-                "varianceBalancingFrequency=10",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    return Worker(worker_id, process, log)
 
 
 class Scenario:
