@@ -46,8 +46,12 @@ class KclSettings:
     initial_position: str = "TRIM_HORIZON"
     max_records: int = MAX_RECORDS_LIMIT
     idle_time_between_reads_ms: int = 250
+    lease_region: str = ""
+    """Where the lease tables and metrics live: the replica's region (default: `region`)."""
 
     def __post_init__(self) -> None:
+        if not self.lease_region:
+            object.__setattr__(self, "lease_region", self.region)
         for name, value in asdict(self).items():
             if isinstance(value, str) and (not value.strip() or "\n" in value or "\r" in value):
                 raise ValueError(f"{name} must be a non-empty single line, got {value!r}")
@@ -424,6 +428,7 @@ def local_replica_settings(
         application_name=replica.application_name,
         stream_name=topology.stream.name,
         region=topology.stream.region,
+        lease_region=replica.region,
         kinesis_endpoint=kinesis_endpoint,
         dynamodb_endpoint=dynamodb_endpoint,
         cloudwatch_endpoint=cloudwatch_endpoint,

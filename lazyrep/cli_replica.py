@@ -247,6 +247,7 @@ def render_local(
         application_name=target.application_name,
         stream_name=topology.stream.name,
         region=topology.stream.region,
+        lease_region=target.region,
         kinesis_endpoint=endpoints[ENV_KCL_KINESIS],
         dynamodb_endpoint=endpoints["AWS_ENDPOINT_URL_DYNAMODB"],
         cloudwatch_endpoint=os.environ.get("AWS_ENDPOINT_URL_CLOUDWATCH")

@@ -143,25 +143,16 @@ class Scenario:
         self.mark(what)
 
     def write_properties(self, worker_id: str) -> Path:
-        """The local properties, with the regions laid out as on AWS (docs/REPLICA.md).
-
-        The locally rendered file sets `regionName`, which puts the KCL's lease table in
-        the stream's region; the operator tools (rewind, status, verify) read it in the
-        replica's region, where `lazyrep properties` puts it on AWS. Per-client regions
-        instead, never combined with `regionName` (kcl_consumer/properties.py).
-        """
+        """The local properties: lease tables in the replica's region, as on AWS, where the
+        operator tools (rewind, status, verify) look for them."""
         text = render_local(
             self.path, "eu", worker_id, ("maxRecords=2000", "varianceBalancingFrequency=10")
         )
-        lines = [line for line in text.splitlines() if not line.startswith("regionName")]
-        lines += [
-            f"kinesisClient.region = {self.topology.stream.region}",
-            f"dynamoDbClient.region = {REPLICA_REGION}",
-            f"cloudWatchClient.region = {REPLICA_REGION}",
-        ]
         path = self.tmp_path / f"{worker_id}.properties"
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        assert "regionName" not in parse_properties(path.read_text())
+        path.write_text(text, encoding="utf-8")
+        keys = parse_properties(text)
+        assert "regionName" not in keys
+        assert keys["dynamoDbClient.region"] == REPLICA_REGION
         return path
 
     def start_worker(self, worker_id: str, properties: Path) -> Worker:

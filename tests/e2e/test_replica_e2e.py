@@ -127,7 +127,7 @@ class Scenario:
         self.stream = topology.stream.name
         self.app = topology.replicas["eu"].application_name
         self.kinesis = boto3.client("kinesis", region_name="us-east-1")
-        self.leases = boto3.client("dynamodb", region_name="us-east-1")
+        self.leases = boto3.client("dynamodb", region_name=REPLICA_REGION)  # as on AWS
         self.replica = boto3.client("dynamodb", region_name=REPLICA_REGION)
         self.timeline: list[tuple[float, str]] = []
 

@@ -377,7 +377,9 @@ def test_cli_local_renders_the_template_per_replica(tmp_path: Path) -> None:
     assert keys["applicationName"] == "lazyrep-shop-eu-west-1"
     assert keys["kinesisEndpoint"] == "http://127.0.0.1:4568"
     assert keys["cloudWatchClient.endpointOverride"] == "http://127.0.0.1:5000"
-    assert keys["regionName"] == "us-east-1"
+    assert "regionName" not in keys
+    assert keys["kinesisClient.region"] == "us-east-1"  # the stream's
+    assert keys["dynamoDbClient.region"] == keys["cloudWatchClient.region"] == "eu-west-1"
     assert parse_properties(DEFAULT_TEMPLATE.read_text(encoding="utf-8")).keys() == keys.keys()
 
 
