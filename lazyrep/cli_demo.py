@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import shutil
+import signal
 import sys
+import tempfile
 from importlib import resources
 from pathlib import Path
+from types import FrameType
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.live import Live
 
 from binlog.topology import load_topology
-from lazyrep.demo import DemoReport, run_demo
+from emulators.procs import group_alive
+from lazyrep.demo import DemoOptions, LiveFigures, run_demo
+from lazyrep.demo_live import render
+from lazyrep.demo_report import print_report
 from lazyrep.embedded import embedded_stack
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def demo_topology_path() -> Path:
@@ -28,92 +40,109 @@ def demo_topology_path() -> Path:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Topology file (default: the packaged demo topology).",
 )
-@click.option("--writers", default=4, show_default=True, help="Writers per SDK (sync and async).")
-@click.option("--ops", default=500, show_default=True, help="SDK calls per writer.")
-def demo(topology_path: Path | None, writers: int, ops: int) -> None:
+@click.option(
+    "--actions",
+    type=click.IntRange(100, 1_000_000),
+    default=20_000,
+    show_default=True,
+    help="SDK actions (stream records) to produce.",
+)
+@click.option(
+    "--writers",
+    type=click.IntRange(2, 64),
+    default=8,
+    show_default=True,
+    help="Writers: half boto3 threads, half aiobotocore tasks (an even number).",
+)
+@click.option(
+    "--rate",
+    "rate_per_s",
+    type=click.FloatRange(1, 100_000),
+    default=200.0,
+    show_default=True,
+    help="Actions per second over all writers.",
+)
+@click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(10, 3600),
+    default=600.0,
+    show_default=True,
+    help="Seconds to wait for every consumer after the last write.",
+)
+@click.option(
+    "--one-dynamodb",
+    is_flag=True,
+    help="Serve every region's DynamoDB from the stack's moto server "
+    "(default: one more moto server per replica region).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the final report as JSON on stdout.")
+def demo(
+    topology_path: Path | None,
+    actions: int,
+    writers: int,
+    rate_per_s: float,
+    wait_s: float,
+    one_dynamodb: bool,
+    as_json: bool,
+) -> None:
     """Run the demo on local emulators it starts and stops itself.
 
-    Starts kinesalite (behind nghttpx) and moto server on free loopback ports,
-    creates the binlog stream, drives the producer SDK (boto3 threads and
-    aiobotocore tasks) with a mixed workload, shows invalid actions being refused,
-    then reads the stream back and checks every action is there once, in order.
-    Exits 1 if anything is missing, duplicated or out of order.
+    Starts kinesalite (behind nghttpx) and moto server on loopback; creates the
+    stream, the primary tables and each replica's tables in its region; runs the
+    Lambda handler behind the local event source mapping and one real KCL worker
+    (MultiLangDaemon) per replica, paced so the replicas lag; produces a mixed
+    workload with the boto3 and aiobotocore SDKs plus a few invalid records from
+    a rogue raw-boto3 writer; shows live progress; then verifies each replica
+    against the primary and the primary against the reference model, and reads the
+    dead-letter queue. Exits 0 only if everything holds and no process is left.
     """
-    console = Console()
+    if writers % 2:
+        raise click.BadParameter("must be even (half sync, half async)", param_hint="--writers")
+    options = DemoOptions(
+        actions=actions,
+        writers=writers,
+        rate_per_s=rate_per_s,
+        wait_s=wait_s,
+        regional_dynamodb=not one_dynamodb,
+    )
+    # With --json stdout carries the report alone; the live display goes to stderr.
+    console = Console(stderr=as_json)
     path = topology_path or demo_topology_path()
     load_topology(path)  # a clear error now, before anything starts
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the workers and the
+    # emulators it started are stopped rather than orphaned.
+    signal.signal(signal.SIGTERM, _interrupt)
+    log_dir = Path(tempfile.mkdtemp(prefix="lazyrep-demo-"))
+    # The handler's and the SDKs' own logs (a parked record is a warning) go to a file:
+    # the terminal is the live display's.
+    handler = logging.FileHandler(log_dir / "demo.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.INFO)
+    stack_groups: list[int] = []
     with embedded_stack(use_aws=False) as stack:
         if stack is None:  # pragma: no cover - use_aws=False always starts one
             raise click.ClickException("the local stack did not start")
+        stack_groups = [p.pid for p in stack.processes]
         console.print(
             f"[bold]local stack[/] kinesis {stack.endpoints.kinesis}, "
-            f"dynamodb/sqs/s3 {stack.endpoints.dynamodb}"
+            f"dynamodb/sqs {stack.endpoints.dynamodb}; logs in {log_dir}"
         )
-        with Progress(
-            TextColumn("producing"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as bar:
-            task = bar.add_task("produce", total=None)
-            report = run_demo(
-                path,
-                sync_writers=writers,
-                async_writers=writers,
-                ops_per_writer=ops,
-                progress=lambda n: bar.advance(task, n),
-            )
-    _print(console, report)
+        with Live(console=console, refresh_per_second=2, transient=False) as live:
+
+            def show(figures: LiveFigures) -> None:
+                live.update(render(figures))
+
+            report = run_demo(path, options, log_dir=log_dir, progress=show)
+    report.stack_groups = stack_groups + report.stack_groups
+    report.processes_left += [g for g in stack_groups if group_alive(g)]
+    if report.ok:
+        shutil.rmtree(log_dir, ignore_errors=True)
+    else:
+        report.log_dir = str(log_dir)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2, default=str))
+    else:
+        print_report(console, report)
     sys.exit(0 if report.ok else 1)
-
-
-def _print(console: Console, report: DemoReport) -> None:
-    refused = Table(title="refused before sending (nothing reached the stream)")
-    for column in ("invalid action", "reason", "message"):
-        refused.add_column(column)
-    for what, reason, message in report.refused:
-        refused.add_row(what, reason, message[:90])
-    console.print(refused)
-
-    produced = Table(title="actions in the stream")
-    for column in ("table", "action", "records"):
-        produced.add_column(column)
-    for (table, action), count in sorted(report.produced.items()):
-        produced.add_row(table, action, str(count))
-    console.print(produced)
-
-    summary = Table(title="summary", show_header=False)
-    summary.add_column("figure")
-    summary.add_column("value", justify="right")
-    for name, seconds in report.sdk_seconds.items():
-        actions = report.sdk_actions[name]
-        summary.add_row(
-            f"{name} actions", f"{actions} in {seconds:.2f} s ({actions / seconds:,.0f}/s)"
-        )
-    summary.add_row("records read back", f"{report.read} in {report.read_seconds:.2f} s")
-    summary.add_row(
-        "per shard", ", ".join(f"{s[-3:]}: {n}" for s, n in sorted(report.shards.items()))
-    )
-    summary.add_row("missing", str(report.missing))
-    summary.add_row("duplicated", str(report.duplicates))
-    summary.add_row("out of order (per item)", str(report.out_of_order))
-    summary.add_row("undecodable", str(report.undecodable))
-    console.print(summary)
-
-    primary = Table(title="primary tables (local event source mapping + Lambda handler)")
-    for column in ("table", "items", "equals the reference model"):
-        primary.add_column(column)
-    for table, (items, equal) in report.primary_tables.items():
-        primary.add_row(table, str(items), "[green]yes[/]" if equal else "[red]NO[/]")
-    console.print(primary)
-    console.print(
-        f"primary path: {report.primary_records} records in {report.primary_invocations} "
-        f"invocations, {report.primary_seconds:.1f} s"
-    )
-    verdict = (
-        "[green]OK[/]: every action once, in its item's order; primary tables match"
-        if report.ok
-        else "[red]FAILED[/]"
-    )
-    console.print(verdict)

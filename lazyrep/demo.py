@@ -1,244 +1,391 @@
-"""`lazyrep demo` for now: produce a mixed workload with both SDKs, read it back, check it.
+"""`lazyrep demo`: the whole system on the local stack, start to finish.
 
-Until the appliers exist (issues 3 and 4) the demo shows the binlog itself: every
-action lands once, in the order its item's writer issued it, with a position an
-operator could replay from; invalid actions are refused before sending.
+1. The stream, the primary tables (the stream's region), each replica's tables (its own
+   region, renamed where the topology says) and the dead-letter queue.
+2. One real KCL worker per replica target (`lazyrep replica run`, a MultiLangDaemon
+   under its supervisor), and the local event source mapping calling the Lambda
+   handler in-process, both running while the producers write.
+3. Writers with the sync (boto3) and async (aiobotocore) SDKs, paced to `rate`
+   actions per second: a mixed workload over three tables. Half way, a rogue raw-boto3
+   writer puts invalid records that every consumer must park with their reasons.
+4. Live figures: produced, the primary's progress and lag, each replica's progress,
+   lag and pacer rate (from its status table).
+5. Once every consumer has passed the last record of every shard: verify each replica
+   against the primary (no lag allowed), the primary against the reference model, and
+   read the dead-letter queue; the report says whether everything holds.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from decimal import Decimal
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from binlog.clients import boto3_client, dynamodb_client, kinesis_client
-from binlog.codec import decode
-from binlog.errors import ActionError, RecordError
-from binlog.reader import read_stream
-from binlog.tables import create_table, create_topology_tables
+from binlog.clients import boto3_client, client_config, dynamodb_client, kinesis_client
+from binlog.deadletter import letter_from_document
+from binlog.tables import create_topology_tables
 from binlog.topology import Topology, load_topology
-from emulators.esm import EventSourceMapping
-from emulators.esm_settings import EsmSettings
-from lazyrep.reference import apply_plainly, table_contents
-from lazyrep.workload import ops_for_writer
-from producer import ActionResult, AsyncProducer, Producer
+from emulators.procs import group_alive
+from lazyrep.demo_model import expected_tables, unordered_sets
+from lazyrep.demo_primary import PrimaryFigures, PrimaryPath
+from lazyrep.demo_produce import Production, refused_examples, start_writers
+from lazyrep.demo_regions import RegionalDynamo
+from lazyrep.demo_report import (
+    DemoReport,
+    LetterCount,
+    PrimaryReport,
+    ReplicaReport,
+    TableCheck,
+    verify_summary,
+)
+from lazyrep.demo_rogue import RogueResult, rogue_records, write_rogue_records
+from lazyrep.demo_workers import ReplicaFigures, ReplicaWorker, WcuHistory, replica_figures
+from lazyrep.demo_workers import start_worker as start_replica_worker
+from lazyrep.reference import table_contents
+from lazyrep.verify import Verifier, VerifyConfig
+from lazyrep.verify_progress import LagMode
+from lazyrep.verify_target import Clients, resolve
+from lazyrep.workload import Op, plan_writers
 
-Progress = Callable[[int], None]
-
-
-@dataclass
-class DemoReport:
-    """What the demo produced, what it read back, and what it found wrong."""
-
-    produced: Counter[tuple[str, str]] = field(default_factory=Counter)
-    refused: list[tuple[str, str, str]] = field(default_factory=list)
-    sdk_seconds: dict[str, float] = field(default_factory=dict)
-    sdk_actions: dict[str, int] = field(default_factory=dict)
-    read: int = 0
-    read_seconds: float = 0.0
-    shards: Counter[str] = field(default_factory=Counter)
-    missing: int = 0
-    duplicates: int = 0
-    out_of_order: int = 0
-    undecodable: int = 0
-    primary_seconds: float = 0.0
-    primary_invocations: int = 0
-    primary_records: int = 0
-    primary_tables: dict[str, tuple[int, bool]] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        """True when the stream holds exactly what was produced, in order, and the primary
-        tables equal the reference model."""
-        stream_ok = not (self.missing or self.duplicates or self.out_of_order or self.undecodable)
-        return stream_ok and all(equal for _, equal in self.primary_tables.values())
+POLL_S = 1.0
 
 
-def _results(value: ActionResult | list[ActionResult]) -> list[ActionResult]:
-    return value if isinstance(value, list) else [value]
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    """actions: SDK actions (records) to produce; writers: half boto3 threads, half
+    aiobotocore tasks; rate_per_s: actions per second over all writers; wait_s: the most
+    to wait for every consumer after the last write; regional_dynamodb: each replica
+    region gets its own moto server (else the stack's serves every region)."""
+
+    actions: int = 20_000
+    writers: int = 8
+    rate_per_s: float = 200.0
+    wait_s: float = 600.0
+    regional_dynamodb: bool = True  # a moto server per replica region (lazyrep.demo_regions)
+
+    def __post_init__(self) -> None:
+        if not 100 <= self.actions <= 1_000_000:
+            raise ValueError("DemoOptions.actions must be between 100 and 1000000")
+        if not 2 <= self.writers <= 64 or self.writers % 2:
+            raise ValueError("DemoOptions.writers must be an even number between 2 and 64")
+        if not 1 <= self.rate_per_s <= 100_000:
+            raise ValueError("DemoOptions.rate_per_s must be between 1 and 100000")
+        if not 10 <= self.wait_s <= 3600:
+            raise ValueError("DemoOptions.wait_s must be between 10 and 3600")
 
 
-def _run_sync(topology: Topology, writers: range, ops: int, progress: Progress) -> list[list[str]]:
-    logs: list[list[str]] = [[] for _ in writers]
-    with Producer(topology) as producer:
+@dataclass(frozen=True, slots=True)
+class LiveFigures:
+    """What the live display shows, once a second."""
 
-        def write(slot: int, writer: int) -> None:
-            futures = []
-            for op in ops_for_writer(writer, ops):
-                futures.append(getattr(producer, op.method)(op.table, **op.kwargs))
-                progress(len(op.actions))
-            for future in futures:
-                logs[slot] += [r.envelope_id for r in _results(future.result())]
-
-        threads = [
-            threading.Thread(target=write, args=(slot, writer))
-            for slot, writer in enumerate(writers)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    return logs
+    phase: str
+    elapsed_s: float
+    target: int  # SDK actions to produce
+    expected_records: int  # and the rogue records
+    produced: int
+    primary: PrimaryFigures
+    replicas: dict[str, ReplicaFigures | None]
+    topology: Topology
 
 
-def _run_async(topology: Topology, writers: range, ops: int, progress: Progress) -> list[list[str]]:
-    async def main() -> list[list[str]]:
-        async with AsyncProducer(topology) as producer:
-
-            async def write(writer: int) -> list[str]:
-                futures = []
-                for op in ops_for_writer(writer, ops):
-                    futures.append(await getattr(producer, op.method)(op.table, **op.kwargs))
-                    progress(len(op.actions))
-                return [r.envelope_id for f in futures for r in _results(await f)]
-
-            return list(await asyncio.gather(*(write(w) for w in writers)))
-
-    return asyncio.run(main())
+Progress = Callable[[LiveFigures], None]
 
 
-def refused_examples(topology: Topology) -> list[tuple[str, str, str]]:
-    """Invalid actions the SDK refuses before sending, with its reasons."""
-    attempts: list[tuple[str, Callable[[Producer], Any]]] = [
-        ("a float", lambda p: p.put_item("users", {"user_id": "u", "score": 1.5})),
-        ("an unknown table", lambda p: p.put_item("payments", {"id": "p1"})),
-        ("a missing key attribute", lambda p: p.put_item("orders", {"customer_id": "c"})),
-        (
-            "a wrong key type",
-            lambda p: p.delete_item("orders", {"customer_id": "c", "order_no": "1"}),
-        ),
-        (
-            "an item over 400 KB",
-            lambda p: p.put_item("users", {"user_id": "u", "bio": "x" * 410_000}),
-        ),
-        (
-            "an undefined placeholder",
-            lambda p: p.update_item("users", {"user_id": "u"}, "SET a = :a"),
-        ),
-        (
-            "a Decimal beyond 38 digits",
-            lambda p: p.put_item("users", {"user_id": "u", "n": Decimal("1." + "1" * 40)}),
-        ),
-    ]
-    refused = []
-    with Producer(topology) as producer:
-        for what, attempt in attempts:
-            try:
-                attempt(producer)
-            except ActionError as exc:
-                refused.append((what, exc.reason.value, exc.detail))
-            else:  # pragma: no cover - would mean the SDK let an invalid action through
-                refused.append((what, "ACCEPTED", "the SDK sent it"))
-    return refused
-
-
-def run_demo(
-    topology_path: Path,
-    *,
-    sync_writers: int = 4,
-    async_writers: int = 4,
-    ops_per_writer: int = 500,
-    progress: Progress = lambda _: None,
-) -> DemoReport:
-    """Create the stream, produce, read everything back and check it, then apply it to the
-    primary tables through the local event source mapping and the Lambda handler."""
-    topology = load_topology(topology_path)
-    report = DemoReport()
-    client = kinesis_client(region=topology.stream.region)
-    stream = topology.stream.name
-    client.create_stream(StreamName=stream, ShardCount=topology.stream.shards)
-    client.get_waiter("stream_exists").wait(
-        StreamName=stream, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+def create_resources(topology: Topology, regions: RegionalDynamo) -> None:
+    """The stream, the primary's tables, each replica's tables, the dead-letter queue."""
+    kinesis = kinesis_client(region=topology.stream.region)
+    kinesis.create_stream(StreamName=topology.stream.name, ShardCount=topology.stream.shards)
+    kinesis.get_waiter("stream_exists").wait(
+        StreamName=topology.stream.name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
     )
-    report.refused = refused_examples(topology)
-    sync_range = range(sync_writers)
-    async_range = range(sync_writers, sync_writers + async_writers)
-    logs: list[list[str]] = []
-    for name, runner, writers in (
-        ("sync (boto3)", _run_sync, sync_range),
-        ("async (aiobotocore)", _run_async, async_range),
-    ):
-        began = time.perf_counter()
-        writer_logs = runner(topology, writers, ops_per_writer, progress)
-        report.sdk_seconds[name] = time.perf_counter() - began
-        report.sdk_actions[name] = sum(len(log) for log in writer_logs)
-        logs += writer_logs
-    issued = {eid: (slot, n) for slot, log in enumerate(logs) for n, eid in enumerate(log)}
-
-    began = time.perf_counter()
-    records = read_stream(client, stream)
-    report.read_seconds = time.perf_counter() - began
-    report.read = len(records)
-    seen: Counter[str] = Counter()
-    last: dict[str, tuple[int, int]] = {}
-    for record in records:
-        report.shards[record.shard_id] += 1
-        try:
-            envelope = decode(record.data, topology.tables)
-        except RecordError:
-            report.undecodable += 1
-            continue
-        seen[envelope.id] += 1
-        report.produced[(envelope.table, envelope.action.value)] += 1
-        position = issued.get(envelope.id)
-        if position is None:
-            continue
-        previous = last.get(record.partition_key)
-        if previous is not None and previous >= position:
-            report.out_of_order += 1
-        last[record.partition_key] = position
-    report.duplicates = sum(n - 1 for n in seen.values() if n > 1)
-    report.missing = len(set(issued) - set(seen))
-    _apply_primary(topology, topology_path, sync_writers + async_writers, ops_per_writer, report)
-    return report
-
-
-def _apply_primary(
-    topology: Topology, path: Path, writers: int, ops: int, report: DemoReport
-) -> None:
-    """The primary path: the mapping drains the stream into the tables; check the reference."""
-    dynamodb = dynamodb_client(region=topology.stream.region)
-    create_topology_tables(dynamodb, topology)
-    for table, schema in topology.tables.items():
-        create_table(dynamodb, f"reference-{table}", schema)
+    create_topology_tables(dynamodb_client(region=topology.stream.region), topology)
+    for replica in topology.replicas.values():
+        create_topology_tables(
+            regions.client("dynamodb", replica.region), topology, table_map=replica.tables
+        )
     if topology.dead_letter is not None and topology.dead_letter.kind == "sqs":
         boto3_client("sqs", region=topology.dead_letter.region).create_queue(
             QueueName=topology.dead_letter.name
         )
-    for writer in range(writers):
-        for op in ops_for_writer(writer, ops):
-            apply_plainly(dynamodb, f"reference-{op.table}", op.method, op.kwargs)
-    os.environ["LAZYREP_TOPOLOGY"] = str(path)
-    # The handler's JSON logs and EMF metrics go to stdout in Lambda; here the demo's
-    # report does, so keep only errors.
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
-    from lambda_consumer import handler  # noqa: PLC0415 - reads the variables above
 
-    handler.use(None)
-    settings = EsmSettings(
-        batch_size=500,
-        function_response_types=("ReportBatchItemFailures",),
-        bisect_batch_on_function_error=True,
-        poll_interval_s=0.2,
+
+def _replica_complete(figures: ReplicaFigures | None, last: dict[str, int]) -> bool:
+    """Every shard's applied prefix has reached the shard's last record."""
+    if figures is None:
+        return False
+    applied = figures.applied_sequences
+    return all(shard in applied and int(applied[shard]) >= n for shard, n in last.items())
+
+
+def read_dead_letters(topology: Topology) -> list[LetterCount]:
+    """Every letter in the queue, counted by consumer, reason and partition key."""
+    if topology.dead_letter is None or topology.dead_letter.kind != "sqs":
+        return []
+    sqs = boto3_client("sqs", region=topology.dead_letter.region)
+    url = sqs.get_queue_url(QueueName=topology.dead_letter.name)["QueueUrl"]
+    counts: Counter[tuple[str, str, str]] = Counter()
+    details: dict[tuple[str, str, str], str] = {}
+    empty = 0
+    while empty < 2:
+        messages = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=300
+        ).get("Messages", [])
+        empty = empty + 1 if not messages else 0
+        for message in messages:
+            letter = letter_from_document(message["Body"])
+            key = (letter.consumer, letter.reason, letter.partition_key)
+            counts[key] += 1
+            details.setdefault(key, letter.detail)
+    return [
+        LetterCount(consumer, reason, key, n, details[(consumer, reason, key)])
+        for (consumer, reason, key), n in sorted(counts.items())
+    ]
+
+
+def run_demo(
+    topology_path: Path,
+    options: DemoOptions = DemoOptions(),
+    *,
+    log_dir: Path,
+    progress: Progress = lambda _: None,
+) -> DemoReport:
+    """Run the demo on whatever the AWS endpoint variables point at (the local stack).
+
+    The replica workers' logs go to `log_dir`.
+    """
+    began = time.monotonic()
+    topology = load_topology(topology_path)
+    report = DemoReport(actions_target=options.actions, replicas_expected=sorted(topology.replicas))
+    plans = plan_writers(options.writers, options.actions)
+    report.workload = Counter(
+        (op.table, action.value) for ops in plans for op in ops for action in op.actions
     )
-    began = time.perf_counter()
-    stats = EventSourceMapping(
-        topology.stream.name, handler.handle, settings, region=topology.stream.region
-    ).run_until_idle(timeout_s=300)
-    report.primary_seconds = time.perf_counter() - began
-    report.primary_invocations = stats.invocations
-    report.primary_records = stats.records_delivered
-    for table in topology.tables:
-        actual = table_contents(dynamodb, table)
-        report.primary_tables[table] = (
-            len(actual),
-            actual == table_contents(dynamodb, f"reference-{table}"),
+    workers: list[ReplicaWorker] = []
+    primary: PrimaryPath | None = None
+    regions = RegionalDynamo(log_dir)
+    try:
+        if options.regional_dynamodb:
+            regions.start(target.region for target in topology.replicas.values())
+        create_resources(topology, regions)
+        report.refused = refused_examples(topology)
+        workers = [
+            start_replica_worker(topology_path, name, log_dir, env=regions.environ(target.region))
+            for name, target in topology.replicas.items()
+        ]
+        primary = PrimaryPath(topology, topology_path)
+        primary.start()
+        report.setup_s = time.monotonic() - began
+        watch = _Watch(topology, options, plans, primary, workers, report, regions)
+        while True:
+            live, done = watch.poll(began)
+            progress(live)
+            if done or watch.failed():
+                break
+            time.sleep(POLL_S)
+        watch.finish()
+        primary.stop()
+        stoppers = _stop_in_background(workers, report)
+        _check(topology, plans, report, regions, stoppers)
+        for stopper in stoppers:
+            stopper.join()
+    finally:
+        if primary is not None:
+            primary.stop()
+        for worker in workers:
+            worker.stop(timeout_s=5)
+        regions.stop()
+        groups = {g for w in workers for g in w.groups()}
+        report.process_groups = sorted(groups)
+        report.stack_groups = list(regions.groups)
+        report.processes_left = sorted(g for g in groups | set(regions.groups) if group_alive(g))
+    report.total_s = time.monotonic() - began
+    return report
+
+
+class _Watch:
+    """The run from the first write to the last consumer: polled once a second."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        options: DemoOptions,
+        plans: list[list[Op]],
+        primary: PrimaryPath,
+        workers: list[ReplicaWorker],
+        report: DemoReport,
+        regions: RegionalDynamo,
+    ) -> None:
+        self.topology = topology
+        self.options = options
+        self.primary = primary
+        self.workers = workers
+        self.report = report
+        self.state = Production()
+        self.total = sum(len(op.actions) for ops in plans for op in ops)
+        self.expected = self.total + len(rogue_records())
+        self.clients = {
+            name: regions.client("dynamodb", target.region)
+            for name, target in topology.replicas.items()
+        }
+        self.history = {name: WcuHistory() for name in topology.replicas}
+        self.replicas: dict[str, ReplicaFigures | None] = {}
+        self.rogue: list[RogueResult] = []
+        self.started = time.monotonic()
+        self.threads = start_writers(topology, plans, options.rate_per_s, self.state)
+        self.deadline: float | None = None
+
+    def since(self) -> float:
+        return time.monotonic() - self.started
+
+    def _rogue_writer(self, writing: bool) -> None:
+        """Half way through (or at the end), the rogue writer's raw PutRecords."""
+        if self.rogue or (writing and self.state.produced < self.total // 2):
+            return
+        kinesis = kinesis_client(region=self.topology.stream.region)
+        self.rogue = write_rogue_records(kinesis, self.topology.stream.name)
+        self.report.rogue = [
+            (r.record.what, r.record.reason, r.record.partition_key) for r in self.rogue
+        ]
+        for r in self.rogue:
+            self.state.landed(r.shard_id, r.sequence_number)
+
+    def poll(self, began: float) -> tuple[LiveFigures, bool]:
+        """One look at everything; True when every consumer has finished."""
+        report = self.report
+        writing = any(t.is_alive() for t in self.threads)
+        self._rogue_writer(writing)
+        if not writing and self.deadline is None:
+            report.produced_s = self.since()
+            self.deadline = time.monotonic() + self.options.wait_s
+        for name, target in self.topology.replicas.items():
+            figures = replica_figures(self.clients[name], name, target.application_name)
+            self.replicas[name] = figures
+            if figures is None:
+                continue
+            self.history[name].observe(figures)
+            report.peak_rates[name] = max(report.peak_rates.get(name, 0.0), figures.rate_wcu)
+            if figures.lag_ms is not None:
+                lag = figures.lag_ms / 1000
+                report.max_lags[name] = max(report.max_lags.get(name, 0.0), lag)
+            complete = _replica_complete(figures, self.state.last_sequence)
+            if not writing and complete and name not in report.replica_done_s:
+                report.replica_done_s[name] = self.since()
+        primary = self.primary.figures()
+        records = self.state.produced + len(self.rogue)
+        if not writing and primary.done >= records and not report.primary_done_s:
+            report.primary_done_s = self.since()
+        waiting = [] if report.primary_done_s else ["primary"]
+        waiting += [n for n in self.topology.replicas if n not in report.replica_done_s]
+        phase = "producing" if writing else "waiting for " + ", ".join(waiting)
+        live = LiveFigures(
+            phase,
+            time.monotonic() - began,
+            self.total,
+            self.expected,
+            self.state.produced,
+            primary,
+            dict(self.replicas),
+            self.topology,
         )
+        return live, not writing and not waiting
+
+    def failed(self) -> bool:
+        """A worker died, a writer failed, or time ran out (the reason goes in the report)."""
+        report = self.report
+        exited = [w for w in self.workers if w.exited() is not None]
+        report.errors += [f"replica worker {w.replica} exited:\n{w.tail()}" for w in exited]
+        report.errors += self.state.errors
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            report.errors.append(
+                f"not every consumer finished within {self.options.wait_s:g} s of the last write"
+            )
+        return bool(report.errors)
+
+    def finish(self) -> None:
+        """Wait for the writers (stopped early if the run failed); the totals go in the report."""
+        if self.report.errors:
+            self.state.stop.set()
+        for thread in self.threads:
+            thread.join()
+        report = self.report
+        report.produced = self.state.produced
+        report.records = self.state.produced + len(self.rogue)
+        report.primary = PrimaryReport.from_figures(self.primary.figures())
+        for name, target in self.topology.replicas.items():
+            f = self.replicas.get(name)
+            report.replicas[name] = ReplicaReport(
+                name=name,
+                region=target.region,
+                max_wcu=target.max_wcu,
+                deadline_s=target.deadline_hours * 3600,
+                done=f.done if f else 0,
+                applied=f.applied if f else 0,
+                parked=f.parked if f else 0,
+                peak_wcu=self.history[name].peak,
+                peak_rate_wcu=report.peak_rates.get(name, 0.0),
+                max_lag_s=report.max_lags.get(name, 0.0),
+                done_s=report.replica_done_s.get(name),
+                verdicts=list(f.verdicts) if f else [],
+            )
+
+
+def _stop_in_background(workers: list[ReplicaWorker], report: DemoReport) -> list[threading.Thread]:
+    def stop(worker: ReplicaWorker) -> None:
+        t0 = time.monotonic()
+        code = worker.stop()
+        report.worker_exits[worker.replica] = code
+        report.worker_stop_s[worker.replica] = time.monotonic() - t0
+
+    threads = [threading.Thread(target=stop, args=(w,)) for w in workers]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def _check(
+    topology: Topology,
+    plans: list[list[Op]],
+    report: DemoReport,
+    regions: RegionalDynamo,
+    stoppers: list[threading.Thread],
+) -> None:
+    """Verify every replica, compare the primary with the model, read the dead letters.
+
+    A replica that reached the end of every shard must equal the primary (no lag
+    allowed); one that did not (the demo fails) is verified against its checkpoints,
+    once its worker has stopped and written them, so the report tells lag from errors.
+    """
+    for name in topology.replicas:
+        pair = resolve(topology, name)
+        lag = LagMode.NONE
+        if name not in report.replica_done_s:
+            lag = LagMode.CHECKPOINTS
+            for stopper in stoppers:
+                stopper.join()
+        config = VerifyConfig(segments=4, lag=lag, recheck_delay_s=1.0, max_findings=10)
+        t0 = time.monotonic()
+        config_pool = client_config(pool=8)
+        clients = Clients(
+            dynamodb_client(region=topology.stream.region, config=config_pool),
+            regions.client("dynamodb", pair.replica.region, config=config_pool),
+            kinesis_client(region=topology.stream.region),
+        )
+        result = Verifier(pair, clients, config).run()
+        report.verify[name] = verify_summary(result, time.monotonic() - t0)
+    expected = expected_tables(plans, topology.tables)
+    client = dynamodb_client(region=topology.stream.region)
+    for table in topology.tables:
+        actual = unordered_sets(table_contents(client, table))
+        wanted = unordered_sets(expected[table])
+        report.primary_tables[table] = TableCheck(
+            items=len(actual),
+            expected=len(wanted),
+            equal=actual == wanted,
+            missing=len(set(wanted) - set(actual)),
+            extra=len(set(actual) - set(wanted)),
+            different=sum(1 for k in wanted if k in actual and actual[k] != wanted[k]),
+        )
+    report.dead_letters = read_dead_letters(topology)

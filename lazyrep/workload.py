@@ -127,3 +127,22 @@ def ops_for_writer(
                     "deletes": [{"customer_id": user, "order_no": base + 9}],
                 },
             )
+
+
+def plan_writers(writers: int, actions: int, *, seed: int = 7, prefix: str = "") -> list[list[Op]]:
+    """Each writer's calls (`ops_for_writer`, cut at whole calls): about `actions` records
+    in all, shared out evenly (a writer stops at the first call that reaches its share)."""
+    if writers < 1 or actions < writers:
+        raise ValueError(f"plan_writers needs 1 <= writers <= actions, got {writers}, {actions}")
+    plans: list[list[Op]] = []
+    for writer in range(writers):
+        share = actions // writers + (1 if writer < actions % writers else 0)
+        ops: list[Op] = []
+        count = 0
+        for op in ops_for_writer(writer, 10 * share, seed=seed, prefix=prefix):
+            if count >= share:
+                break
+            ops.append(op)
+            count += len(op.actions)
+        plans.append(ops)
+    return plans
