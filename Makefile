@@ -4,7 +4,7 @@
 PYTHON ?= python3
 BIN := .venv/bin
 
-.PHONY: help bootstrap test lint typecheck pytest demo clean
+.PHONY: help bootstrap test lint typecheck pytest demo clean cli-docs reliability
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -28,6 +28,12 @@ test: bootstrap  ## everything CI runs: ruff, mypy, pytest
 
 demo: bootstrap  ## the end-to-end demo on the local stack
 	$(BIN)/lazyrep demo
+
+cli-docs: bootstrap  ## regenerate docs/CLI.md and README.md's command table from --help
+	$(BIN)/python -m lazyrep.cli_reference
+
+reliability: bootstrap  ## the reliability suite at full scale, JSON lines (docs/RELIABILITY.md)
+	$(BIN)/lazyrep bench reliability --json
 
 clean:  ## remove .venv and tool caches inside the repo (keeps the shared cache)
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache .hypothesis .lazyrep

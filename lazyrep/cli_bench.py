@@ -106,3 +106,41 @@ def pacer(as_json: bool, quick: bool) -> None:
     with embedded_stack(use_aws=False), err.status("benchmarking the pacer") as status:
         figures = bench_pacer.run(quick, lambda message: status.update(f"pacer bench: {message}"))
     _show(figures, as_json, "pacer benchmark")
+
+
+@bench.command("reliability")
+@click.option(
+    "--json", "as_json", is_flag=True, help="JSON lines: one per scenario, then a summary."
+)
+@click.option(
+    "--scenario",
+    "names",
+    multiple=True,
+    metavar="NAME",
+    help="Run only this scenario (repeatable); default: all of them. --list shows the names.",
+)
+@click.option(
+    "--scale",
+    type=click.FloatRange(0.001, 10.0),
+    default=None,
+    help="Multiply every scenario's size by this (1.0: the published figures).",
+)
+@click.option("--quick", is_flag=True, help="The same as --scale 0.1: a few minutes in all.")
+@click.option("--list", "list_only", is_flag=True, help="List the scenarios and exit.")
+def reliability_command(
+    as_json: bool, names: tuple[str, ...], scale: float | None, quick: bool, list_only: bool
+) -> None:
+    """Hurt every path on the local stack and count what was lost, applied twice or diverged.
+
+    Each scenario prints produced, applied, parked, lost, duplicated, diverged and seconds
+    (plus its own figures); lost, duplicated and diverged must be 0. Exit status 1 if any
+    is not, or a scenario's own expectation failed. docs/RELIABILITY.md lists the scenarios.
+    """
+    from lazyrep.reliability import cli as reliability_cli  # noqa: PLC0415 - heavy, on use
+
+    reliability_cli.run(
+        as_json=as_json,
+        names=list(names),
+        factor=scale if scale is not None else (0.1 if quick else 1.0),
+        list_only=list_only,
+    )
