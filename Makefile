@@ -18,13 +18,19 @@ lint: bootstrap  ## ruff check
 typecheck: bootstrap  ## mypy --strict (configured in pyproject.toml)
 	$(BIN)/mypy
 
+# Two workers, one test file each at a time: the daemon tests spend most of their time
+# waiting on the KCL's lease timers, so they overlap well with the rest. Each worker
+# starts its own local stack on free ports.
+PYTEST_WORKERS ?= 2
+PYTEST := $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=15
+
 pytest: bootstrap  ## the test suite (unit, wire, daemon)
-	$(BIN)/pytest
+	$(PYTEST)
 
 test: bootstrap  ## everything CI runs: ruff, mypy, pytest
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(PYTEST)
 
 demo: bootstrap  ## the end-to-end demo on the local stack
 	$(BIN)/lazyrep demo
