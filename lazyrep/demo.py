@@ -29,7 +29,7 @@ from binlog.deadletter import letter_from_document
 from binlog.tables import create_topology_tables
 from binlog.topology import Topology, load_topology
 from emulators.procs import group_alive
-from lazyrep.demo_model import expected_tables, unordered_sets
+from lazyrep.demo_model import expected_tables
 from lazyrep.demo_primary import PrimaryFigures, PrimaryPath
 from lazyrep.demo_produce import Production, refused_examples, start_writers
 from lazyrep.demo_regions import RegionalDynamo
@@ -44,7 +44,7 @@ from lazyrep.demo_report import (
 from lazyrep.demo_rogue import RogueResult, rogue_records, write_rogue_records
 from lazyrep.demo_workers import ReplicaFigures, ReplicaWorker, WcuHistory, replica_figures
 from lazyrep.demo_workers import start_worker as start_replica_worker
-from lazyrep.reference import table_contents
+from lazyrep.reference import table_contents, unordered_sets
 from lazyrep.verify import Verifier, VerifyConfig
 from lazyrep.verify_progress import LagMode
 from lazyrep.verify_target import Clients, resolve

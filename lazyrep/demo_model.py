@@ -131,13 +131,3 @@ def expected_tables(
     return out
 
 
-def unordered_sets(value: Any) -> Any:
-    """DynamoDB sets have no order: sort them, so tables written by different paths compare."""
-    if isinstance(value, dict):
-        return {
-            k: sorted(v, key=repr) if k in ("SS", "NS", "BS") else unordered_sets(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [unordered_sets(v) for v in value]
-    return value

@@ -71,3 +71,16 @@ def table_contents(
         if "LastEvaluatedKey" not in page:
             return items
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def unordered_sets(value: Any) -> Any:
+    """DynamoDB sets have no order: sort them, so tables written by different servers,
+    processes or paths compare equal when they hold the same items."""
+    if isinstance(value, dict):
+        return {
+            k: sorted(v, key=repr) if k in ("SS", "NS", "BS") else unordered_sets(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [unordered_sets(v) for v in value]
+    return value

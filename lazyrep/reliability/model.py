@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 
 from binlog.tables import create_table
-from lazyrep.reference import apply_plainly, table_contents
+from lazyrep.reference import apply_plainly, table_contents, unordered_sets
 from lazyrep.reliability.workload import SCHEMAS
 from lazyrep.workload import Op
 
@@ -24,16 +24,6 @@ Tables = dict[str, dict[str, dict[str, Any]]]
 """table (without the run prefix) -> item key -> item (attribute-value form)."""
 
 
-def unordered_sets(value: Any) -> Any:
-    """DynamoDB sets have no order: sort them, so tables written by two servers compare."""
-    if isinstance(value, dict):
-        return {
-            k: sorted(v, key=repr) if k in ("SS", "NS", "BS") else unordered_sets(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [unordered_sets(v) for v in value]
-    return value
 
 
 def contents(client: Any, prefix: str) -> Tables:

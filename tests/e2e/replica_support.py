@@ -28,22 +28,9 @@ from moto import mock_aws
 from binlog.tables import create_table
 from binlog.topology import load_topology
 from emulators.procs import group_alive
-from lazyrep.reference import apply_plainly, table_contents
+from lazyrep.reference import apply_plainly, table_contents, unordered_sets
 from lazyrep.workload import Op, ops_for_writer
 from producer import Producer
-
-
-def unordered_sets(value: Any) -> Any:
-    """DynamoDB sets have no order: sort them, so tables written by two processes compare."""
-    if isinstance(value, dict):
-        return {
-            k: sorted(v, key=repr) if k in ("SS", "NS", "BS") else unordered_sets(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [unordered_sets(v) for v in value]
-    return value
-
 
 # -- workloads and the reference model -------------------------------------------------------
 

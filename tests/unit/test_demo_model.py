@@ -10,8 +10,8 @@ from moto import mock_aws
 
 from binlog.tables import create_table
 from binlog.topology import load_topology
-from lazyrep.demo_model import ModelError, apply_op, expected_tables, unordered_sets
-from lazyrep.reference import apply_plainly, table_contents
+from lazyrep.demo_model import ModelError, apply_op, expected_tables
+from lazyrep.reference import apply_plainly, table_contents, unordered_sets
 from lazyrep.workload import Op, plan_writers
 
 TOPOLOGY = Path(__file__).resolve().parents[2] / "lazyrep" / "demo_topology.toml"
