@@ -23,7 +23,6 @@ import os
 import re
 import signal
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,17 +32,22 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
-from replica_support import Worker, start_worker, unordered_sets
+from replica_support import (
+    Worker,
+    plan_actions,
+    produce,
+    reference_tables,
+    start_worker,
+    unordered_sets,
+)
 
-from binlog.tables import create_table, create_topology_tables
+from binlog.tables import create_topology_tables
 from binlog.topology import Topology, load_topology
 from emulators.procs import group_alive
 from emulators.stack import LocalStack
 from kcl_consumer.status import read_status, status_table_name
-from lazyrep.reference import apply_plainly, table_contents
-from lazyrep.workload import Op, ops_for_writer
-from producer import Producer
+from lazyrep.reference import table_contents
+from lazyrep.workload import Op
 
 pytestmark = [pytest.mark.daemon, pytest.mark.wire]
 
@@ -62,37 +66,9 @@ SCHEMAS = {
 }
 
 
-# -- the reference model, in its own process --------------------------------------------------
-
-
 def plan(prefix: str) -> list[list[Op]]:
     """Each writer's SDK calls: together ACTIONS actions (records)."""
-    per_writer = ACTIONS // WRITERS
-    plans = []
-    for writer in range(WRITERS):
-        ops, actions = [], 0
-        for op in ops_for_writer(writer, 10 * per_writer, prefix=prefix):
-            if actions >= per_writer:
-                break
-            ops.append(op)
-            actions += len(op.actions)
-        plans.append(ops)
-    return plans
-
-
-def reference(topology_path: str, prefix: str) -> dict[str, dict[str, Any]]:
-    """Every action applied once, in order, to moto in this (separate) process."""
-    for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
-        del os.environ[name]  # in-process moto, not the local stack
-    topology = load_topology(topology_path)
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        for name, schema in topology.tables.items():
-            create_table(client, name, schema)
-        for ops in plan(prefix):
-            for op in ops:
-                apply_plainly(client, op.table, op.method, op.kwargs)
-        return {name: unordered_sets(table_contents(client, name)) for name in topology.tables}
+    return plan_actions(prefix, ACTIONS, WRITERS)
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -204,25 +180,10 @@ class Scenario:
         }
 
 
-def produce(topology: Path, plans: list[list[Op]], half: int) -> int:
+def produce_half(topology: Path, plans: list[list[Op]], half: int) -> int:
     """Send one half of every writer's calls, writers in parallel (each owns its items)."""
-    sent = [0] * len(plans)
-    with Producer(topology) as producer:
-
-        def write(writer: int) -> None:
-            ops = plans[writer]
-            middle = len(ops) // 2
-            for op in ops[:middle] if half == 0 else ops[middle:]:
-                getattr(producer, op.method)(op.table, **op.kwargs)
-                sent[writer] += len(op.actions)
-
-        threads = [threading.Thread(target=write, args=(w,)) for w in range(len(plans))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        producer.flush()
-    return sum(sent)
+    halves = [ops[: len(ops) // 2] if half == 0 else ops[len(ops) // 2 :] for ops in plans]
+    return produce(topology, halves)
 
 
 def require_child_shards(kinesis: Any, run: str) -> None:
@@ -268,7 +229,9 @@ def test_two_workers_replicate_through_split_and_sigkill(
     path = write_topology(tmp_path / "topology.toml", run)
     topology = load_topology(path)
     plans = plan(run)
-    expected: Future[dict[str, dict[str, Any]]] = reference_pool.submit(reference, str(path), run)
+    expected: Future[dict[str, dict[str, Any]]] = reference_pool.submit(
+        reference_tables, str(path), plans
+    )
 
     # GIVEN the stream, the replica's tables in another region, and the dead-letter queue
     kinesis = boto3.client("kinesis", region_name="us-east-1")
@@ -289,14 +252,14 @@ def test_two_workers_replicate_through_split_and_sigkill(
     workers = [start_worker(path, worker_id, tmp_path) for worker_id in ("wA", "wB")]
     scenario = Scenario(topology, workers, started)
     try:
-        first = produce(path, plans, 0)
+        first = produce_half(path, plans, 0)
         scenario.mark(f"produced {first} actions")
         scenario.wait("first records applied", lambda: scenario.applied() > 0, 150)
 
         # AND the stream is split while they consume it, then the second half is written
         parent = scenario.split()
         scenario.mark(f"split {parent}")
-        second = produce(path, plans, 1)
+        second = produce_half(path, plans, 1)
         scenario.mark(f"produced {second} more actions")
         assert first + second == sum(len(op.actions) for ops in plans for op in ops) >= ACTIONS
 
@@ -332,7 +295,7 @@ def test_two_workers_replicate_through_split_and_sigkill(
         scenario.wait(f"{victim.worker_id} restarted by its supervisor", restarted, 30)
 
         # THEN the replica converges to the reference model
-        reference_tables = expected.result(timeout=max(1, BUDGET_S - (time.monotonic() - started)))
+        expected_tables = expected.result(timeout=max(1, BUDGET_S - (time.monotonic() - started)))
         scenario.mark("reference computed")
         latest: dict[str, dict[str, Any]] = {}
 
@@ -346,12 +309,12 @@ def test_two_workers_replicate_through_split_and_sigkill(
                     f"{scenario.applied()} records applied by current owners; {scenario.rates()}"
                 )
             latest = scenario.replica_contents()
-            return latest == reference_tables
+            return latest == expected_tables
 
         try:
             scenario.wait("replica equals the reference", converged, BUDGET_S)
         except pytest.fail.Exception:
-            for name, items in reference_tables.items():
+            for name, items in expected_tables.items():
                 got = latest.get(name, {})
                 missing = sorted(set(items) - set(got))[:5]
                 wrong = [k for k in items if k in got and got[k] != items[k]][:5]
@@ -360,7 +323,7 @@ def test_two_workers_replicate_through_split_and_sigkill(
                 for key in wrong[:2]:
                     print(f"  {key}: replica {got[key]}\n  reference {items[key]}", file=sys.stderr)
             raise
-        assert sum(len(items) for items in reference_tables.values()) > 100
+        assert sum(len(items) for items in expected_tables.values()) > 100
 
         # AND nothing was parked, and the split's parent was checkpointed at its end
         assert sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0).get("Messages") is None
