@@ -7,7 +7,10 @@ of applied twice; ADD and list_append therefore never double-apply. Deleted item
 leave a tombstone (its version) in a side table for the stream's retention, and
 creating an item checks that tombstone before and after writing, so replaying an
 old range cannot resurrect a deleted item. A user condition that fails is a
-recorded no-op. See docs/APPLIER.md for the technique and its costs.
+recorded no-op. `apply_batch` reads what the first record of each item needs to
+know in a few BatchGetItem requests first, when the batch holds enough items, so
+a creation skips its failing guarded write and its first tombstone read. See
+docs/APPLIER.md for the technique and its costs.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from botocore.exceptions import ClientError, ParamValidationError
 
+from binlog.applier_prefetch import BatchGetConfig, TableRead, batch_get
 from binlog.awserrors import classify
 from binlog.envelope import Action, Envelope
 from binlog.expressions import (
@@ -48,6 +52,9 @@ logger = logging.getLogger(__name__)
 
 TOMBSTONE_KEY = "k"
 TOMBSTONE_EXPIRES = "expires"
+# On a tombstone: the delete that wrote it had no user condition, so once it is
+# applied the item is gone (or newer). Tombstones without it prove nothing more.
+TOMBSTONE_UNCONDITIONAL = "u"
 _MAX_RACES = 5
 
 
@@ -78,6 +85,9 @@ class ApplierConfig:
     that compare tables read them. tombstone_table: keyed by `k` (binary), one per
     region, TTL on `expires`. tombstone_ttl_s: at least the stream's retention.
     max_workers: items applied at once (one item's records always in order).
+    prefetch_min_items: `apply_batch` prefetches items and tombstones with
+    BatchGetItem when at least this many items' first records are puts or updates
+    (below that a prefetch costs more requests than it saves); 0 never prefetches.
     tombstone_namespace: prefixes tombstone keys; empty for the live consumers. A
     `lazyrep replay --force` keeps its own (containing `/`, which no table name does),
     so it never reads or writes the live consumers' tombstones.
@@ -89,6 +99,8 @@ class ApplierConfig:
     tombstone_ttl_s: int = 8 * 24 * 3600
     max_workers: int = 16
     tombstone_namespace: str = ""
+    prefetch_min_items: int = 8
+    prefetch: BatchGetConfig = field(default_factory=BatchGetConfig)
 
     def __post_init__(self) -> None:
         for name in ("version_attribute", "id_attribute", "tombstone_table"):
@@ -100,6 +112,8 @@ class ApplierConfig:
             raise ValueError("ApplierConfig.tombstone_ttl_s must be between 3600 and 34560000")
         if not 1 <= self.max_workers <= 256:
             raise ValueError("ApplierConfig.max_workers must be between 1 and 256")
+        if not 0 <= self.prefetch_min_items <= 100_000:
+            raise ValueError("ApplierConfig.prefetch_min_items must be between 0 and 100000")
 
     @classmethod
     def from_topology(cls, topology: Topology, *, max_workers: int = 16) -> ApplierConfig:
@@ -116,6 +130,15 @@ class ApplierConfig:
 
 class _RaceError(Exception):
     """The item appeared or vanished between two steps: start the record again."""
+
+
+class _Facts(NamedTuple):
+    """What the prefetch read about an item, for its first record in a batch only."""
+
+    exists: bool
+    version: bytes | None  # None: the item is missing or carries no version
+    id: str | None
+    tombstone: bytes  # the tombstone's version, b"" if there is none
 
 
 class Applier:
@@ -165,10 +188,14 @@ class Applier:
         for index, record in enumerate(records):
             groups.setdefault(self.item_identity(record.envelope), []).append(index)
         results: list[ApplyResult | None] = [None] * len(records)
+        facts = self._prefetch(records, groups)
 
-        def run(indexes: list[int]) -> None:
+        def run(group: tuple[bytes, list[int]]) -> None:
+            identity, indexes = group
             for position, index in enumerate(indexes):
-                result = self.apply(records[index])
+                # Only the item's first record: later ones follow writes made since.
+                known = facts.get(identity) if position == 0 else None
+                result = self._apply(records[index], known)
                 results[index] = result
                 if result.outcome is Outcome.RETRY:
                     for later in indexes[position + 1 :]:
@@ -176,10 +203,10 @@ class Applier:
                     return
 
         if len(groups) == 1 or self.config.max_workers == 1:
-            for indexes in groups.values():
-                run(indexes)
+            for group in groups.items():
+                run(group)
         else:
-            list(self._executor().map(run, groups.values()))
+            list(self._executor().map(run, groups.items()))
         return [r if r is not None else ApplyResult(Outcome.NOT_ATTEMPTED) for r in results]
 
     def close(self) -> None:
@@ -200,6 +227,9 @@ class Applier:
 
     def apply(self, record: SourcedRecord) -> ApplyResult:
         """Apply one record; never raises for AWS errors (they become PARKED or RETRY)."""
+        return self._apply(record, None)
+
+    def _apply(self, record: SourcedRecord, facts: _Facts | None) -> ApplyResult:
         envelope = record.envelope
         try:
             version = record.position.version.encode()
@@ -209,8 +239,9 @@ class Applier:
             try:
                 if envelope.action is Action.DELETE:
                     return self._delete(envelope, version)
-                return self._write(envelope, version)
+                return self._write(envelope, version, facts)
             except _RaceError:
+                facts = None  # what was read before is out of date: read it all again
                 continue
             except ClientError as exc:
                 failure = classify(exc)
@@ -227,10 +258,23 @@ class Applier:
 
     # -- puts and updates ------------------------------------------------------------------
 
-    def _write(self, envelope: Envelope, version: bytes) -> ApplyResult:
-        """Fast path: the item exists and is older. Otherwise judge it, or create it."""
+    def _write(self, envelope: Envelope, version: bytes, facts: _Facts | None) -> ApplyResult:
+        """Fast path: the item exists and is older. Otherwise judge it, or create it.
+
+        With prefetched `facts`, a missing item goes straight to the creation (whose
+        conditions and second tombstone read hold whatever happened since the read),
+        and a write the item's version already supersedes is skipped as stale.
+        """
         guard = free_guard(envelope.names, envelope.values)
         request = self._request(envelope, guard, version)
+        if facts is not None:
+            if not facts.exists:
+                return self._create(envelope, guard, version, request, facts.tombstone)
+            if facts.version is not None and facts.id != envelope.id and facts.version >= version:
+                # Versions of a live item only grow, and an item deleted since left a
+                # tombstone at least as new: the guarded write would fail and be judged
+                # stale. The same id goes the long way (see _redelivered).
+                return ApplyResult(Outcome.STALE)
         old = self._conditional_write(envelope, guard, version, request, newer_than_stored(guard))
         if old is None:
             return ApplyResult(Outcome.APPLIED)
@@ -242,6 +286,8 @@ class Applier:
             if old and self.config.version_attribute not in old:
                 return ApplyResult(Outcome.CONDITION_FAILED)
         if old:  # DynamoDB returns the old item only when there is one
+            if old.get(self.config.id_attribute, {}).get("S") == envelope.id:
+                return self._redelivered(envelope, guard, old)
             return self._judge(old, version, envelope.id)
         return self._create(envelope, guard, version, request)
 
@@ -273,8 +319,31 @@ class Applier:
             return old
         return None
 
+    def _redelivered(self, envelope: Envelope, guard: Guard, old: Mapping[str, Any]) -> ApplyResult:
+        """The item holds this very record (or its producer duplicate): stale, and...
+
+        ...a creation that crashed after its write and before its second tombstone read
+        may have left the item resurrected: a newer delete, applied meanwhile by another
+        applier while the item was missing, wrote its tombstone after our first read.
+        So read the tombstone again and take the item back if it holds a newer
+        UNCONDITIONAL delete: that delete, once applied, leaves the item gone or newer.
+        A conditional delete whose condition failed also leaves a newer tombstone over
+        a live item, rightly, so those are left alone (see docs/APPLIER.md).
+        """
+        stored = old.get(self.config.version_attribute, {}).get("B")
+        if stored is not None:
+            tombstone, unconditional = self._tombstone(envelope)
+            if unconditional and tombstone > bytes(stored):
+                self._take_back(envelope, guard, bytes(stored))
+        return ApplyResult(Outcome.STALE)
+
     def _create(
-        self, envelope: Envelope, guard: Guard, version: bytes, request: dict[str, Any]
+        self,
+        envelope: Envelope,
+        guard: Guard,
+        version: bytes,
+        request: dict[str, Any],
+        tombstone: bytes | None = None,
     ) -> ApplyResult:
         """The item is missing: create it unless a newer delete left a tombstone.
 
@@ -282,31 +351,39 @@ class Applier:
         again: a delete applied meanwhile by another applier (a replay running beside
         the live consumer) has written its tombstone before deleting, so it shows here,
         and the item just created is taken back. No transaction: they cost twice the
-        capacity, and emulators do not isolate them.
+        capacity, and emulators do not isolate them. `tombstone`, prefetched, stands in
+        for the first read: anything written since is what the second read is for.
         """
-        if self._tombstone_version(envelope) >= version:
+        if tombstone is None:
+            tombstone = self._tombstone(envelope)[0]
+        if tombstone >= version:
             return ApplyResult(Outcome.STALE)
         old = self._conditional_write(envelope, guard, version, request, missing(guard))
         if old is not None:
             if old or not envelope.condition:
                 raise _RaceError  # the item appeared meanwhile: judge it by its version
             return ApplyResult(Outcome.CONDITION_FAILED)
-        if self._tombstone_version(envelope) > version:
+        if self._tombstone(envelope)[0] > version:
             self._take_back(envelope, guard, version)
             return ApplyResult(Outcome.STALE)
         return ApplyResult(Outcome.APPLIED)
 
-    def _tombstone_version(self, envelope: Envelope) -> bytes:
-        """The version of the item's tombstone, or b"" (older than any version)."""
+    def _tombstone(self, envelope: Envelope) -> tuple[bytes, bool]:
+        """The version of the item's tombstone, or b"" (older than any version), and
+        whether its delete was unconditional."""
         response = self._client.get_item(
             TableName=self.config.tombstone_table,
             Key=self._tombstone_key(envelope),
             ConsistentRead=True,
-            ProjectionExpression="#v",
-            ExpressionAttributeNames={"#v": self.config.version_attribute},
+            ProjectionExpression="#v, #u",
+            ExpressionAttributeNames={
+                "#v": self.config.version_attribute,
+                "#u": TOMBSTONE_UNCONDITIONAL,
+            },
         )
-        stored = response.get("Item", {}).get(self.config.version_attribute, {}).get("B", b"")
-        return bytes(stored)
+        found = response.get("Item", {})
+        stored = found.get(self.config.version_attribute, {}).get("B", b"")
+        return bytes(stored), bool(found.get(TOMBSTONE_UNCONDITIONAL, {}).get("BOOL", False))
 
     def _take_back(self, envelope: Envelope, guard: Guard, version: bytes) -> None:
         """Delete the item this record created, if nothing newer has written it since."""
@@ -368,6 +445,87 @@ class Applier:
             return ApplyResult(Outcome.CONDITION_FAILED)
         return self._judge(old_item, version, envelope.id)
 
+    # -- prefetch --------------------------------------------------------------------------
+
+    def _prefetch(
+        self, records: Sequence[SourcedRecord], groups: Mapping[bytes, list[int]]
+    ) -> dict[bytes, _Facts]:
+        """Facts for the items whose first record in the batch is a put or an update.
+
+        One strongly consistent BatchGetItem per 100 keys reads each item (key, version
+        and id only) and its tombstone. An item with a read left unprocessed gets no
+        facts and goes the way `apply` goes; so does everything if the prefetch fails: it only
+        saves requests, the guarded writes decide.
+        """
+        minimum = self.config.prefetch_min_items
+        firsts = {
+            identity: records[indexes[0]].envelope
+            for identity, indexes in groups.items()
+            if records[indexes[0]].envelope.action is not Action.DELETE
+        }
+        if minimum == 0 or len(firsts) < minimum:
+            return {}
+        try:
+            return self._read_facts(firsts)
+        except Exception as exc:  # an optimisation only: the per-record path reports errors
+            logger.warning("prefetch of %d items failed, applying without: %r", len(firsts), exc)
+            return {}
+
+    def _read_facts(self, firsts: Mapping[bytes, Envelope]) -> dict[bytes, _Facts]:
+        version_name, id_name = self.config.version_attribute, self.config.id_attribute
+        tombstones = self.config.tombstone_table
+        keys: dict[str, list[Mapping[str, Any]]] = {tombstones: []}
+        reads = {
+            tombstones: TableRead("#k, #v", {"#k": TOMBSTONE_KEY, "#v": version_name}),
+        }
+        schemas: dict[str, KeySchema] = {}
+        by_tombstone: dict[bytes, bytes] = {}
+        for identity, envelope in firsts.items():
+            table = self.target_table(envelope.table)
+            if table not in schemas:
+                schema = schemas[table] = self._tables[envelope.table]
+                names = {f"#a{n}": a.name for n, a in enumerate(schema.attributes)}
+                names.update({"#v": version_name, "#i": id_name})
+                reads[table] = TableRead(", ".join(names), names)
+                keys[table] = []
+            keys[table].append({a.name: envelope.key[a.name] for a in schemas[table].attributes})
+            tombstone_key = self._tombstone_key(envelope)
+            keys[tombstones].append(tombstone_key)
+            by_tombstone[bytes(tombstone_key[TOMBSTONE_KEY]["B"])] = identity
+        result = batch_get(self._client, keys, reads, config=self.config.prefetch)
+
+        unknown: set[bytes] = set()
+        for table, unread in result.unread.items():
+            for key in unread:
+                if table == tombstones:
+                    unknown.add(by_tombstone[bytes(key[TOMBSTONE_KEY]["B"])])
+                else:
+                    unknown.add(table.encode() + b"\n" + canonical_key(schemas[table], key))
+        tombstone_of: dict[bytes, bytes] = {}
+        for found in result.found.get(tombstones, []):
+            identity = by_tombstone[bytes(found[TOMBSTONE_KEY]["B"])]
+            tombstone_of[identity] = bytes(found.get(version_name, {}).get("B", b""))
+        items: dict[bytes, Mapping[str, Any]] = {}
+        for table, schema in schemas.items():
+            for found in result.found.get(table, []):
+                items[table.encode() + b"\n" + canonical_key(schema, found)] = found
+        facts: dict[bytes, _Facts] = {}
+        for identity in firsts:
+            if identity in unknown:
+                continue
+            stored = items.get(identity)
+            if stored is None:
+                facts[identity] = _Facts(False, None, None, tombstone_of.get(identity, b""))
+                continue
+            version = stored.get(version_name, {}).get("B")
+            facts[identity] = _Facts(
+                True,
+                None if version is None else bytes(version),
+                stored.get(id_name, {}).get("S"),
+                tombstone_of.get(identity, b""),
+            )
+        return facts
+
     # -- pieces ----------------------------------------------------------------------------
 
     def _request(self, envelope: Envelope, guard: Guard, version: bytes) -> dict[str, Any]:
@@ -420,6 +578,8 @@ class Applier:
         item[self.config.version_attribute] = {"B": version}
         item[self.config.id_attribute] = {"S": envelope.id}
         item[TOMBSTONE_EXPIRES] = {"N": str(int(self._clock()) + self.config.tombstone_ttl_s)}
+        if not envelope.condition:
+            item[TOMBSTONE_UNCONDITIONAL] = {"BOOL": True}
         return item
 
     def _judge(self, old: Mapping[str, Any], version: bytes, envelope_id: str) -> ApplyResult:

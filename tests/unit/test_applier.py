@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -159,3 +160,235 @@ def test_a_delete_slipping_in_during_a_creation_wins(dynamodb: Any) -> None:
     # THEN it sees the delete's tombstone afterwards and takes the item back
     assert result.outcome is Outcome.STALE
     assert item(dynamodb) is None
+
+
+# -- the prefetch: fewer requests per record, the same outcomes --------------------------
+
+
+def keyed(n: int, action: Action, seq: int, pk: str, **fields: Any) -> SourcedRecord:
+    envelope = Envelope(f"id{n}-{pk}", 0, action, "t", {"pk": {"S": pk}}, **fields)
+    return SourcedRecord(envelope, Position("shardId-000000000001", str(seq)))
+
+
+def count_requests(client: Any) -> Counter[str]:
+    """Every request the client sends, by operation (botocore's own event: nothing mocked)."""
+    counts: Counter[str] = Counter()
+
+    def before_call(model: Any, **_: Any) -> None:
+        counts[model.name] += 1
+
+    client.meta.events.register("before-call.dynamodb", before_call)
+    return counts
+
+
+def rows(client: Any) -> dict[str, dict[str, Any]]:
+    found = client.scan(TableName="t", ConsistentRead=True)["Items"]
+    return {i["pk"]["S"]: {k: v for k, v in i.items() if not k.startswith("_lr_")} for i in found}
+
+
+PKS = [f"p{n:02}" for n in range(20)]
+SET_S = {"update": "SET #s = :s", "names": {"#s": "s"}, "values": {":s": {"S": "u"}}}
+
+
+def test_a_batch_of_creations_costs_two_requests_a_record_plus_the_prefetch(
+    dynamodb: Any,
+) -> None:
+    applier = Applier(dynamodb, {"t": SCHEMA}, config=ApplierConfig(max_workers=4))
+    counts = count_requests(dynamodb)
+    # GIVEN 20 new items, one record each (40 keys: one BatchGetItem)
+    creations = [
+        keyed(1, Action.PUT, 10 + n, pk, item={"pk": {"S": pk}}) for n, pk in enumerate(PKS)
+    ]
+    # WHEN applied as one batch
+    results = applier.apply_batch(creations)
+    # THEN each costs the create and the second tombstone read, and nothing more
+    assert {r.outcome for r in results} == {Outcome.APPLIED}
+    assert counts == Counter({"BatchGetItem": 1, "PutItem": 20, "GetItem": 20})
+    assert rows(dynamodb) == {pk: {"pk": {"S": pk}} for pk in PKS}
+    # AND a batch of updates of those items costs one write each
+    counts.clear()
+    updates = [keyed(2, Action.UPDATE, 100 + n, pk, **SET_S) for n, pk in enumerate(PKS)]
+    assert {r.outcome for r in applier.apply_batch(updates)} == {Outcome.APPLIED}
+    assert counts == Counter({"BatchGetItem": 1, "UpdateItem": 20})
+    # AND the same batch redelivered costs only the prefetch and the id checks' reads
+    counts.clear()
+    assert {r.outcome for r in applier.apply_batch(updates)} == {Outcome.STALE}
+    assert counts == Counter({"BatchGetItem": 1, "UpdateItem": 20, "GetItem": 20})
+    # AND an older range replayed costs only the prefetch
+    counts.clear()
+    assert {r.outcome for r in applier.apply_batch(creations)} == {Outcome.STALE}
+    assert counts == Counter({"BatchGetItem": 1})
+    assert rows(dynamodb) == {pk: {"pk": {"S": pk}, "s": {"S": "u"}} for pk in PKS}
+    # AND once the items are deleted, replaying their creations costs only the prefetch
+    deletes = [keyed(3, Action.DELETE, 200 + n, pk) for n, pk in enumerate(PKS)]
+    assert {r.outcome for r in applier.apply_batch(deletes)} == {Outcome.APPLIED}
+    counts.clear()
+    assert {r.outcome for r in applier.apply_batch(creations + updates)} == {Outcome.STALE}
+    # (the updates, second in their items, go today's way: failed write, tombstone read)
+    assert counts == Counter({"BatchGetItem": 1, "UpdateItem": 20, "GetItem": 20})
+    assert rows(dynamodb) == {}
+
+
+def test_a_small_batch_is_not_prefetched(dynamodb: Any) -> None:
+    applier = Applier(dynamodb, {"t": SCHEMA})
+    counts = count_requests(dynamodb)
+    creations = [
+        keyed(1, Action.PUT, 10 + n, pk, item={"pk": {"S": pk}}) for n, pk in enumerate(PKS[:7])
+    ]
+    assert {r.outcome for r in applier.apply_batch(creations)} == {Outcome.APPLIED}
+    assert counts == Counter({"PutItem": 14, "GetItem": 14})
+
+
+def test_only_the_first_record_of_an_item_uses_the_prefetch(dynamodb: Any) -> None:
+    applier = Applier(dynamodb, {"t": SCHEMA}, config=ApplierConfig(max_workers=4))
+    counts = count_requests(dynamodb)
+    # GIVEN a batch creating 10 items, then updating each, then deleting and recreating one
+    batch = [
+        keyed(1, Action.PUT, 10 + n, pk, item={"pk": {"S": pk}}) for n, pk in enumerate(PKS[:10])
+    ]
+    batch += [keyed(2, Action.UPDATE, 100 + n, pk, **SET_S) for n, pk in enumerate(PKS[:10])]
+    batch += [
+        keyed(3, Action.DELETE, 200, PKS[0]),
+        keyed(4, Action.PUT, 201, PKS[0], item={"pk": {"S": PKS[0]}, "again": {"BOOL": True}}),
+    ]
+    # WHEN applied as one batch
+    results = applier.apply_batch(batch)
+    # THEN the updates take the fast path: the prefetched "missing" is not theirs
+    assert {r.outcome for r in results} == {Outcome.APPLIED}
+    assert counts == Counter(
+        # creations: 10 x (put, read); updates: 10; delete: tombstone + delete;
+        # re-creation: failed guarded write, read, put, read
+        {
+            "BatchGetItem": 1,
+            "PutItem": 10 + 1 + 2,
+            "GetItem": 10 + 2,
+            "UpdateItem": 10,
+            "DeleteItem": 1,
+        }
+    )
+    expected = {pk: {"pk": {"S": pk}, "s": {"S": "u"}} for pk in PKS[:10]}
+    expected[PKS[0]] = {"pk": {"S": PKS[0]}, "again": {"BOOL": True}}
+    assert rows(dynamodb) == expected
+
+
+def test_unprocessed_keys_are_read_again(dynamodb: Any) -> None:
+    applier = Applier(dynamodb, {"t": SCHEMA}, config=ApplierConfig(max_workers=4))
+    creations = [
+        keyed(1, Action.PUT, 10 + n, pk, item={"pk": {"S": pk}}) for n, pk in enumerate(PKS)
+    ]
+    assert {r.outcome for r in applier.apply_batch(creations)} == {Outcome.APPLIED}
+    counts = count_requests(dynamodb)
+
+    # GIVEN DynamoDB leaves every key of the first BatchGetItem unprocessed (no error)
+    def leave_unprocessed(parsed: dict[str, Any], **_: Any) -> None:
+        if counts["BatchGetItem"] == 1:
+            parsed["UnprocessedKeys"] = {
+                table: {"Keys": [{k: v for k, v in i.items() if k in ("pk", "k")} for i in items]}
+                for table, items in parsed["Responses"].items()
+            }
+            parsed["Responses"] = {}
+
+    dynamodb.meta.events.register("after-call.dynamodb.BatchGetItem", leave_unprocessed)
+    updates = [keyed(2, Action.UPDATE, 100 + n, pk, **SET_S) for n, pk in enumerate(PKS)]
+    # WHEN a batch of updates is applied
+    assert {r.outcome for r in applier.apply_batch(updates)} == {Outcome.APPLIED}
+    # THEN the keys were read again, and the items known to exist: one write each
+    assert counts == Counter({"BatchGetItem": 2, "UpdateItem": 20})
+
+
+def test_a_delete_slipping_in_after_the_prefetch_wins(dynamodb: Any) -> None:
+    """A replay beside the live consumer: the prefetch saw no tombstones, then deletes came."""
+    replay = Applier(boto3.client("dynamodb", region_name="us-east-1"), {"t": SCHEMA})
+    live = Applier(dynamodb, {"t": SCHEMA})
+    old_puts = [
+        keyed(1, Action.PUT, 10 + n, pk, item={"pk": {"S": pk}}) for n, pk in enumerate(PKS[:8])
+    ]
+
+    # GIVEN the replay has just prefetched 8 missing items and no tombstones...
+    def live_deletes(**_: Any) -> None:
+        # ...when the live consumer applies newer deletes of them
+        for pk in PKS[:8]:
+            assert live.apply(keyed(2, Action.DELETE, 100, pk)).outcome is Outcome.APPLIED
+
+    replay._client.meta.events.register("after-call.dynamodb.BatchGetItem", live_deletes)
+    # WHEN the replay applies its older creations
+    results = replay.apply_batch(old_puts)
+    # THEN each sees the newer tombstone after writing and takes its item back
+    assert {r.outcome for r in results} == {Outcome.STALE}
+    assert rows(dynamodb) == {}
+
+
+def test_a_creation_that_crashed_before_its_second_read_is_taken_back_on_redelivery(
+    dynamodb: Any,
+) -> None:
+    replay = Applier(boto3.client("dynamodb", region_name="us-east-1"), {"t": SCHEMA})
+    live = Applier(dynamodb, {"t": SCHEMA})
+    old_put = record(1, Action.PUT, 10, item={"pk": {"S": "a"}})
+    client = replay._client
+    real_get = client.get_item
+    calls: list[int] = []
+
+    def race_then_crash(**kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:  # GIVEN the replay saw no tombstone, then a newer delete applied
+            response = real_get(**kwargs)
+            assert live.apply(record(2, Action.DELETE, 20)).outcome is Outcome.APPLIED
+            return response
+        if len(calls) == 2:  # AND the replay created the item and crashed before reading again
+            raise ConnectionResetError("the connection dropped")
+        return real_get(**kwargs)
+
+    client.get_item = race_then_crash
+    assert replay.apply(old_put).outcome is Outcome.RETRY
+    assert item(dynamodb) == {"pk": {"S": "a"}}  # resurrected, for now
+    # WHEN the record is delivered again
+    result = replay.apply(old_put)
+    # THEN the item holding it is taken back: the newer delete wins
+    assert result.outcome is Outcome.STALE
+    assert item(dynamodb) is None
+
+
+def test_a_redelivery_leaves_an_item_whose_newer_delete_was_refused(dynamodb: Any) -> None:
+    applier = Applier(dynamodb, {"t": SCHEMA})
+    put = record(1, Action.PUT, 10, item={"pk": {"S": "a"}, "n": {"N": "0"}})
+    refused = record(
+        2, Action.DELETE, 20, condition="#n > :z", names={"#n": "n"}, values={":z": {"N": "2"}}
+    )
+    # GIVEN a put, and a newer delete whose condition was false (its tombstone stays)
+    assert applier.apply(put).outcome is Outcome.APPLIED
+    assert applier.apply(refused).outcome is Outcome.CONDITION_FAILED
+    # WHEN the put is delivered again
+    assert applier.apply(put).outcome is Outcome.STALE
+    # THEN the item is still there, as if each record were applied once
+    assert item(dynamodb) == {"pk": {"S": "a"}, "n": {"N": "0"}}
+
+
+@pytest.mark.parametrize(("live_seq", "expected"), [(5, Outcome.APPLIED), (100, Outcome.STALE)])
+def test_an_item_appearing_after_the_prefetch_is_judged_by_its_version(
+    dynamodb: Any, live_seq: int, expected: Outcome
+) -> None:
+    replay = Applier(boto3.client("dynamodb", region_name="us-east-1"), {"t": SCHEMA})
+    live = Applier(dynamodb, {"t": SCHEMA})
+    puts = [
+        keyed(1, Action.PUT, 10 + n, pk, item={"pk": {"S": pk}}) for n, pk in enumerate(PKS[:8])
+    ]
+
+    # GIVEN the replay has just prefetched 8 missing items...
+    def live_creates(**_: Any) -> None:
+        # ...when the live consumer creates them, from older or newer records
+        for pk in PKS[:8]:
+            live_put = keyed(
+                2, Action.PUT, live_seq, pk, item={"pk": {"S": pk}, "live": {"N": "1"}}
+            )
+            assert live.apply(live_put).outcome is Outcome.APPLIED
+
+    replay._client.meta.events.register("after-call.dynamodb.BatchGetItem", live_creates)
+    # WHEN the replay applies its creations
+    results = replay.apply_batch(puts)
+    # THEN the creations fail, and each record is judged against the item now there
+    assert {r.outcome for r in results} == {expected}
+    live_item = {"pk": {"S": "_"}, "live": {"N": "1"}}
+    assert rows(dynamodb) == {
+        pk: {"pk": {"S": pk}} if expected is Outcome.APPLIED else {**live_item, "pk": {"S": pk}}
+        for pk in PKS[:8]
+    }
