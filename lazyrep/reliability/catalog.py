@@ -7,10 +7,10 @@ in `_FAMILIES` below.
 
 from __future__ import annotations
 
-from lazyrep.reliability import crashes, faults, hostile, reshard, retention
+from lazyrep.reliability import crashes, faults, hostile, lazy_scenarios, reshard, retention
 from lazyrep.reliability.framework import Scenario
 
-_FAMILIES = (faults, crashes, reshard, hostile, retention)
+_FAMILIES = (faults, crashes, reshard, hostile, retention, lazy_scenarios)
 
 
 def scenarios() -> dict[str, Scenario]:
