@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 
 from emulators.stack import LocalStack
+from lazyrep.reliability import lazy_scenarios
 from lazyrep.reliability.catalog import scenarios
 from lazyrep.reliability.framework import Scale
 from lazyrep.reliability.primary import PrimaryScenario
@@ -22,7 +23,9 @@ pytestmark = pytest.mark.wire
 SMALL = Scale(0.03)
 """About 120 actions a primary-path scenario, 300 hostile records: seconds each."""
 
-CATALOG = scenarios()
+# The lazy-path scenarios need real daemons and minutes each: tests/e2e/test_reliability_lazy.py.
+LAZY = {scenario.name for scenario in lazy_scenarios.SCENARIOS}
+CATALOG = {name: s for name, s in scenarios().items() if name not in LAZY}
 
 
 @pytest.mark.timeout(300)

@@ -86,9 +86,11 @@ def envelope(run: str, table: str, n: int, key_name: str = "user_id") -> bytes:
 def snapshot(client: Any) -> dict[str, list[dict[str, Any]]]:
     """Every item of every table on the moto server, by table."""
     tables: dict[str, list[dict[str, Any]]] = {}
-    for name in client.list_tables()["TableNames"]:
-        items = client.scan(TableName=name, ConsistentRead=True)["Items"]
-        tables[name] = sorted(items, key=repr)
+    pages = client.get_paginator("list_tables").paginate()
+    names = [name for page in pages for name in page["TableNames"]]
+    for name in names:  # every page: other tests on this stack create tables too
+        scans = client.get_paginator("scan").paginate(TableName=name, ConsistentRead=True)
+        tables[name] = sorted((i for page in scans for i in page["Items"]), key=repr)
     return tables
 
 
