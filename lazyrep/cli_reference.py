@@ -57,6 +57,10 @@ def walk(
     settings = {**command.context_settings, "terminal_width": WIDTH, "max_content_width": WIDTH}
     ctx = click.Context(command, parent=parent, info_name=name, **settings)
     path = tuple(ctx.command_path.split()[1:])
+    # click caches a command's help option when first built; a subcommand that ran on its
+    # own before (a test invoking it directly) holds a bare `--help`, not the root's `-h`.
+    # Drop that cache so the rendering depends on this context, not on what ran first.
+    command._help_option = None
     # A default under the checkout (e.g. `kcl render --template`) is shown relative to it,
     # so the file is the same wherever the repository is cloned.
     help_text = command.get_help(ctx).replace(f"{REPO}{os.sep}", "")

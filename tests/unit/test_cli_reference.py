@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from lazyrep import cli_reference
+from lazyrep.cli import main as lazyrep_main
 from lazyrep.cli_reference import (
     CLI_DOC,
     END_MARKER,
@@ -27,6 +28,7 @@ from lazyrep.cli_reference import (
     replace_block,
     walk,
 )
+from lazyrep.cli_verify import verify
 
 HINT = "is stale: run `make cli-docs` (python -m lazyrep.cli_reference) and commit the result"
 
@@ -109,3 +111,11 @@ def test_check_mode_names_stale_files(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert result.exit_code == 1
     assert "CLI.md is stale: run make cli-docs" in result.output
     assert stale.read_text() == "old\n"
+
+
+def test_a_subcommand_run_on_its_own_first_still_renders_the_short_help_option() -> None:
+    # click caches the help option on first use; run alone, `verify` caches a bare --help.
+    verify._help_option = None  # as in a fresh process, whatever ran before in this one
+    assert CliRunner().invoke(verify, ["--help"]).exit_code == 0
+    entry = next(e for e in walk(lazyrep_main) if e.path == ("verify",))
+    assert "-h, --help" in entry.help_text
