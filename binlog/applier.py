@@ -9,8 +9,10 @@ creating an item checks that tombstone before and after writing, so replaying an
 old range cannot resurrect a deleted item. A user condition that fails is a
 recorded no-op. `apply_batch` reads what the first record of each item needs to
 know in a few BatchGetItem requests first, when the batch holds enough items, so
-a creation skips its failing guarded write and its first tombstone read. See
-docs/APPLIER.md for the technique and its costs.
+a creation skips its failing guarded write and its first tombstone read; the
+second tombstone read of the creations that end their item's records in the batch
+is one BatchGetItem for them all, after the batch's writes. See docs/APPLIER.md
+for the technique and its costs.
 """
 
 from __future__ import annotations
@@ -87,7 +89,8 @@ class ApplierConfig:
     max_workers: items applied at once (one item's records always in order).
     prefetch_min_items: `apply_batch` prefetches items and tombstones with
     BatchGetItem when at least this many items' first records are puts or updates
-    (below that a prefetch costs more requests than it saves); 0 never prefetches.
+    (for one item, usually an update of an existing one, it would add a request to
+    the one the update needs); 0 never prefetches.
     tombstone_namespace: prefixes tombstone keys; empty for the live consumers. A
     `lazyrep replay --force` keeps its own (containing `/`, which no table name does),
     so it never reads or writes the live consumers' tombstones.
@@ -99,7 +102,7 @@ class ApplierConfig:
     tombstone_ttl_s: int = 8 * 24 * 3600
     max_workers: int = 16
     tombstone_namespace: str = ""
-    prefetch_min_items: int = 8
+    prefetch_min_items: int = 2
     prefetch: BatchGetConfig = field(default_factory=BatchGetConfig)
 
     def __post_init__(self) -> None:
@@ -130,6 +133,14 @@ class ApplierConfig:
 
 class _RaceError(Exception):
     """The item appeared or vanished between two steps: start the record again."""
+
+
+class _Created(NamedTuple):
+    """A creation whose second tombstone read waits for the batch's (apply_batch)."""
+
+    envelope: Envelope
+    guard: Guard
+    version: bytes
 
 
 class _Facts(NamedTuple):
@@ -189,13 +200,21 @@ class Applier:
             groups.setdefault(self.item_identity(record.envelope), []).append(index)
         results: list[ApplyResult | None] = [None] * len(records)
         facts = self._prefetch(records, groups)
+        # Batched like the prefetch: a creation that is its item's last record here has
+        # its second tombstone read in one BatchGetItem with the others, after all writes.
+        created: dict[int, _Created] | None = {} if facts else None
 
         def run(group: tuple[bytes, list[int]]) -> None:
             identity, indexes = group
             for position, index in enumerate(indexes):
                 # Only the item's first record: later ones follow writes made since.
                 known = facts.get(identity) if position == 0 else None
-                result = self._apply(records[index], known)
+                deferred: list[_Created] | None = None
+                if created is not None and position == len(indexes) - 1:
+                    deferred = []
+                result = self._apply(records[index], known, deferred)
+                if deferred and created is not None:
+                    created[index] = deferred[-1]  # one item per group: no two threads share
                 results[index] = result
                 if result.outcome is Outcome.RETRY:
                     for later in indexes[position + 1 :]:
@@ -207,6 +226,9 @@ class Applier:
                 run(group)
         else:
             list(self._executor().map(run, groups.items()))
+        if created:
+            for index, result in self._recheck_created(created).items():
+                results[index] = result
         return [r if r is not None else ApplyResult(Outcome.NOT_ATTEMPTED) for r in results]
 
     def close(self) -> None:
@@ -227,9 +249,13 @@ class Applier:
 
     def apply(self, record: SourcedRecord) -> ApplyResult:
         """Apply one record; never raises for AWS errors (they become PARKED or RETRY)."""
-        return self._apply(record, None)
+        return self._apply(record, None, None)
 
-    def _apply(self, record: SourcedRecord, facts: _Facts | None) -> ApplyResult:
+    def _apply(
+        self, record: SourcedRecord, facts: _Facts | None, deferred: list[_Created] | None
+    ) -> ApplyResult:
+        """One record. A creation appends itself to `deferred` (when given) instead of
+        reading its tombstone a second time: the caller must do that read."""
         envelope = record.envelope
         try:
             version = record.position.version.encode()
@@ -239,26 +265,23 @@ class Applier:
             try:
                 if envelope.action is Action.DELETE:
                     return self._delete(envelope, version)
-                return self._write(envelope, version, facts)
+                return self._write(envelope, version, facts, deferred)
             except _RaceError:
                 facts = None  # what was read before is out of date: read it all again
                 continue
-            except ClientError as exc:
-                failure = classify(exc)
-                outcome = Outcome.RETRY if failure.retriable else Outcome.PARKED
-                return ApplyResult(outcome, failure.code, failure.message)
-            except ParamValidationError as exc:  # a record botocore refuses: no retry helps
-                return ApplyResult(Outcome.PARKED, "ParamValidationError", str(exc))
-            except Exception as exc:  # connection errors and the like, after botocore's retries
-                failure = classify(exc)
-                if not failure.retriable:
-                    raise  # credentials, configuration: every record would fail alike
-                return ApplyResult(Outcome.RETRY, failure.code, failure.message)
+            except Exception as exc:
+                return _failed(exc)
         return ApplyResult(Outcome.RETRY, "Race", "the item kept changing under concurrent writers")
 
     # -- puts and updates ------------------------------------------------------------------
 
-    def _write(self, envelope: Envelope, version: bytes, facts: _Facts | None) -> ApplyResult:
+    def _write(
+        self,
+        envelope: Envelope,
+        version: bytes,
+        facts: _Facts | None,
+        deferred: list[_Created] | None = None,
+    ) -> ApplyResult:
         """Fast path: the item exists and is older. Otherwise judge it, or create it.
 
         With prefetched `facts`, a missing item goes straight to the creation (whose
@@ -269,7 +292,7 @@ class Applier:
         request = self._request(envelope, guard, version)
         if facts is not None:
             if not facts.exists:
-                return self._create(envelope, guard, version, request, facts.tombstone)
+                return self._create(envelope, guard, version, request, facts.tombstone, deferred)
             if facts.version is not None and facts.id != envelope.id and facts.version >= version:
                 # Versions of a live item only grow, and an item deleted since left a
                 # tombstone at least as new: the guarded write would fail and be judged
@@ -289,7 +312,7 @@ class Applier:
             if old.get(self.config.id_attribute, {}).get("S") == envelope.id:
                 return self._redelivered(envelope, guard, old)
             return self._judge(old, version, envelope.id)
-        return self._create(envelope, guard, version, request)
+        return self._create(envelope, guard, version, request, None, deferred)
 
     def _conditional_write(
         self,
@@ -344,6 +367,7 @@ class Applier:
         version: bytes,
         request: dict[str, Any],
         tombstone: bytes | None = None,
+        deferred: list[_Created] | None = None,
     ) -> ApplyResult:
         """The item is missing: create it unless a newer delete left a tombstone.
 
@@ -353,6 +377,7 @@ class Applier:
         and the item just created is taken back. No transaction: they cost twice the
         capacity, and emulators do not isolate them. `tombstone`, prefetched, stands in
         for the first read: anything written since is what the second read is for.
+        With `deferred`, the second read is left to the caller (`_recheck_created`).
         """
         if tombstone is None:
             tombstone = self._tombstone(envelope)[0]
@@ -363,10 +388,61 @@ class Applier:
             if old or not envelope.condition:
                 raise _RaceError  # the item appeared meanwhile: judge it by its version
             return ApplyResult(Outcome.CONDITION_FAILED)
-        if self._tombstone(envelope)[0] > version:
+        if deferred is not None:
+            deferred.append(_Created(envelope, guard, version))
+            return ApplyResult(Outcome.APPLIED)
+        return self._after_create(envelope, guard, version, self._tombstone(envelope)[0])
+
+    def _after_create(
+        self, envelope: Envelope, guard: Guard, version: bytes, tombstone: bytes
+    ) -> ApplyResult:
+        """The second look: a newer delete's tombstone takes back the item just created."""
+        if tombstone > version:
             self._take_back(envelope, guard, version)
             return ApplyResult(Outcome.STALE)
         return ApplyResult(Outcome.APPLIED)
+
+    def _recheck_created(self, created: Mapping[int, _Created]) -> dict[int, ApplyResult]:
+        """The second tombstone read of a batch's creations: one BatchGetItem per 100.
+
+        Each item is the last of its records in the batch, so nothing later here writes
+        it. A key the batch read leaves unread, or a failed batch read, falls back to one
+        GetItem per creation; a creation whose check fails is retried, and its
+        redelivery finds its own id and looks again (`_redelivered`).
+        """
+        tombstones = self.config.tombstone_table
+        version_name = self.config.version_attribute
+        by_key = {
+            bytes(self._tombstone_key(c.envelope)[TOMBSTONE_KEY]["B"]): index
+            for index, c in created.items()
+        }
+        seen: dict[int, bytes] = {}
+        try:
+            result = batch_get(
+                self._client,
+                {tombstones: [{TOMBSTONE_KEY: {"B": key}} for key in by_key]},
+                {tombstones: TableRead("#k, #v", {"#k": TOMBSTONE_KEY, "#v": version_name})},
+                config=self.config.prefetch,
+            )
+        except Exception as exc:  # one GetItem each below reports the errors
+            logger.warning("tombstone read of %d creations failed: %r", len(created), exc)
+        else:
+            unread = {bytes(k[TOMBSTONE_KEY]["B"]) for k in result.unread.get(tombstones, [])}
+            for found in result.found.get(tombstones, []):
+                seen[by_key[bytes(found[TOMBSTONE_KEY]["B"])]] = bytes(
+                    found.get(version_name, {}).get("B", b"")
+                )
+            for key, index in by_key.items():
+                if key not in unread:
+                    seen.setdefault(index, b"")  # read, and no tombstone
+        results: dict[int, ApplyResult] = {}
+        for index, c in created.items():
+            try:
+                tombstone = seen[index] if index in seen else self._tombstone(c.envelope)[0]
+                results[index] = self._after_create(c.envelope, c.guard, c.version, tombstone)
+            except Exception as exc:
+                results[index] = _failed(exc)
+        return results
 
     def _tombstone(self, envelope: Envelope) -> tuple[bytes, bool]:
         """The version of the item's tombstone, or b"" (older than any version), and
@@ -589,6 +665,24 @@ class Applier:
         if stored_id == envelope_id or (stored is not None and bytes(stored) >= version):
             return ApplyResult(Outcome.STALE)
         return ApplyResult(Outcome.CONDITION_FAILED)
+
+
+def _failed(exc: Exception) -> ApplyResult:
+    """An error while applying: PARKED if no retry can help, else RETRY.
+
+    Raises:
+        Exception: `exc` itself when it is not retriable and not about the record
+            (credentials, configuration): every record would fail alike.
+    """
+    if isinstance(exc, ParamValidationError):  # a record botocore refuses: no retry helps
+        return ApplyResult(Outcome.PARKED, "ParamValidationError", str(exc))
+    failure = classify(exc)
+    if isinstance(exc, ClientError):
+        outcome = Outcome.RETRY if failure.retriable else Outcome.PARKED
+        return ApplyResult(outcome, failure.code, failure.message)
+    if not failure.retriable:  # connection errors and the like are retriable
+        raise exc
+    return ApplyResult(Outcome.RETRY, failure.code, failure.message)
 
 
 def _code(exc: ClientError) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from binlog.applier import Applier, ApplierConfig, Outcome
@@ -190,7 +191,7 @@ PKS = [f"p{n:02}" for n in range(20)]
 SET_S = {"update": "SET #s = :s", "names": {"#s": "s"}, "values": {":s": {"S": "u"}}}
 
 
-def test_a_batch_of_creations_costs_two_requests_a_record_plus_the_prefetch(
+def test_a_batch_of_creations_costs_one_request_a_record_plus_two_batch_reads(
     dynamodb: Any,
 ) -> None:
     applier = Applier(dynamodb, {"t": SCHEMA}, config=ApplierConfig(max_workers=4))
@@ -201,9 +202,9 @@ def test_a_batch_of_creations_costs_two_requests_a_record_plus_the_prefetch(
     ]
     # WHEN applied as one batch
     results = applier.apply_batch(creations)
-    # THEN each costs the create and the second tombstone read, and nothing more
+    # THEN each costs its create; the prefetch and the second tombstone reads are batched
     assert {r.outcome for r in results} == {Outcome.APPLIED}
-    assert counts == Counter({"BatchGetItem": 1, "PutItem": 20, "GetItem": 20})
+    assert counts == Counter({"BatchGetItem": 2, "PutItem": 20})
     assert rows(dynamodb) == {pk: {"pk": {"S": pk}} for pk in PKS}
     # AND a batch of updates of those items costs one write each
     counts.clear()
@@ -229,14 +230,22 @@ def test_a_batch_of_creations_costs_two_requests_a_record_plus_the_prefetch(
     assert rows(dynamodb) == {}
 
 
-def test_a_small_batch_is_not_prefetched(dynamodb: Any) -> None:
+def test_a_batch_of_one_item_is_not_prefetched_and_two_are(dynamodb: Any) -> None:
     applier = Applier(dynamodb, {"t": SCHEMA})
     counts = count_requests(dynamodb)
-    creations = [
-        keyed(1, Action.PUT, 10 + n, pk, item={"pk": {"S": pk}}) for n, pk in enumerate(PKS[:7])
+    # GIVEN a batch creating one item and updating it twice: one item, no prefetch
+    one = [keyed(1, Action.PUT, 10, PKS[0], item={"pk": {"S": PKS[0]}})]
+    one += [keyed(2 + n, Action.UPDATE, 20 + n, PKS[0], **SET_S) for n in range(2)]
+    assert {r.outcome for r in applier.apply_batch(one)} == {Outcome.APPLIED}
+    # THEN the creation goes the long way (failed write, read, write, read)
+    assert counts == Counter({"PutItem": 2, "GetItem": 2, "UpdateItem": 2})
+    # AND two items' creations are prefetched, and their second reads batched
+    counts.clear()
+    two = [
+        keyed(1, Action.PUT, 30 + n, pk, item={"pk": {"S": pk}}) for n, pk in enumerate(PKS[1:3])
     ]
-    assert {r.outcome for r in applier.apply_batch(creations)} == {Outcome.APPLIED}
-    assert counts == Counter({"PutItem": 14, "GetItem": 14})
+    assert {r.outcome for r in applier.apply_batch(two)} == {Outcome.APPLIED}
+    assert counts == Counter({"BatchGetItem": 2, "PutItem": 2})
 
 
 def test_only_the_first_record_of_an_item_uses_the_prefetch(dynamodb: Any) -> None:
@@ -256,12 +265,13 @@ def test_only_the_first_record_of_an_item_uses_the_prefetch(dynamodb: Any) -> No
     # THEN the updates take the fast path: the prefetched "missing" is not theirs
     assert {r.outcome for r in results} == {Outcome.APPLIED}
     assert counts == Counter(
-        # creations: 10 x (put, read); updates: 10; delete: tombstone + delete;
-        # re-creation: failed guarded write, read, put, read
+        # creations: 10 x (put, read: not the items' last records); updates: 10;
+        # delete: tombstone + delete; re-creation, the item's last record: failed
+        # guarded write, read, put, and its second read in the batch's BatchGetItem
         {
-            "BatchGetItem": 1,
+            "BatchGetItem": 2,
             "PutItem": 10 + 1 + 2,
-            "GetItem": 10 + 2,
+            "GetItem": 10 + 1,
             "UpdateItem": 10,
             "DeleteItem": 1,
         }
@@ -306,16 +316,83 @@ def test_a_delete_slipping_in_after_the_prefetch_wins(dynamodb: Any) -> None:
 
     # GIVEN the replay has just prefetched 8 missing items and no tombstones...
     def live_deletes(**_: Any) -> None:
+        if replay_counts["BatchGetItem"] != 1:
+            return
         # ...when the live consumer applies newer deletes of them
         for pk in PKS[:8]:
             assert live.apply(keyed(2, Action.DELETE, 100, pk)).outcome is Outcome.APPLIED
 
+    replay_counts = count_requests(replay._client)
     replay._client.meta.events.register("after-call.dynamodb.BatchGetItem", live_deletes)
     # WHEN the replay applies its older creations
     results = replay.apply_batch(old_puts)
     # THEN each sees the newer tombstone after writing and takes its item back
     assert {r.outcome for r in results} == {Outcome.STALE}
     assert rows(dynamodb) == {}
+    assert replay_counts == Counter({"BatchGetItem": 2, "PutItem": 8, "DeleteItem": 8})
+
+
+def test_a_failed_batched_second_read_falls_back_to_one_read_each(dynamodb: Any) -> None:
+    applier = Applier(dynamodb, {"t": SCHEMA})
+    live = Applier(boto3.client("dynamodb", region_name="us-east-1"), {"t": SCHEMA})
+    counts = count_requests(dynamodb)
+    puts = [keyed(1, Action.PUT, 10 + n, pk, item={"pk": {"S": pk}}) for n, pk in enumerate(PKS)]
+
+    # GIVEN a newer delete of one item applied between the prefetch and the creations
+    def delete_after_prefetch(**_: Any) -> None:
+        if counts["BatchGetItem"] == 1:
+            assert live.apply(keyed(2, Action.DELETE, 100, PKS[3])).outcome is Outcome.APPLIED
+
+    # AND the batched tombstone read after the creations fails after botocore's retries
+    def refuse_second(model: Any, **_: Any) -> None:
+        if model.name == "BatchGetItem" and counts["BatchGetItem"] == 2:
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}},
+                "BatchGetItem",
+            )
+
+    dynamodb.meta.events.register("after-call.dynamodb.BatchGetItem", delete_after_prefetch)
+    dynamodb.meta.events.register("before-call.dynamodb", refuse_second)
+    # WHEN the batch is applied
+    results = applier.apply_batch(puts)
+    # THEN each creation reads its tombstone on its own, and the resurrected one is taken back
+    assert [r.outcome for r in results] == [
+        Outcome.STALE if pk == PKS[3] else Outcome.APPLIED for pk in PKS
+    ]
+    assert counts == Counter({"BatchGetItem": 2, "PutItem": 20, "GetItem": 20, "DeleteItem": 1})
+    assert set(rows(dynamodb)) == set(PKS) - {PKS[3]}
+
+
+def test_a_creation_whose_second_read_cannot_be_made_is_retried_and_checked_again(
+    dynamodb: Any,
+) -> None:
+    applier = Applier(dynamodb, {"t": SCHEMA})
+    live = Applier(boto3.client("dynamodb", region_name="us-east-1"), {"t": SCHEMA})
+    puts = [keyed(1, Action.PUT, 10 + n, pk, item={"pk": {"S": pk}}) for n, pk in enumerate(PKS)]
+    counts = count_requests(dynamodb)
+
+    # GIVEN a newer delete of one item applied between the prefetch and the creations
+    def delete_after_prefetch(**_: Any) -> None:
+        if counts["BatchGetItem"] == 1:
+            assert live.apply(keyed(2, Action.DELETE, 100, PKS[3])).outcome is Outcome.APPLIED
+
+    # AND no read after the creations gets through
+    def refuse(model: Any, **_: Any) -> None:
+        if counts["BatchGetItem"] >= 2 and model.name in ("BatchGetItem", "GetItem"):
+            raise ConnectionResetError("the connection dropped")
+
+    dynamodb.meta.events.register("after-call.dynamodb.BatchGetItem", delete_after_prefetch)
+    dynamodb.meta.events.register("before-call.dynamodb", refuse)
+    # WHEN the batch is applied
+    results = applier.apply_batch(puts)
+    # THEN every creation is to be delivered again (created, but not known to be right)
+    assert {r.outcome for r in results} == {Outcome.RETRY}
+    assert PKS[3] in rows(dynamodb)  # resurrected, for now
+    dynamodb.meta.events.unregister("before-call.dynamodb", refuse)
+    dynamodb.meta.events.unregister("after-call.dynamodb.BatchGetItem", delete_after_prefetch)
+    # AND delivered again, the deleted item is taken back and the others stand
+    assert {r.outcome for r in applier.apply_batch(puts)} == {Outcome.STALE}
+    assert set(rows(dynamodb)) == set(PKS) - {PKS[3]}
 
 
 def test_a_creation_that_crashed_before_its_second_read_is_taken_back_on_redelivery(

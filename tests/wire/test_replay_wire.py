@@ -307,14 +307,15 @@ def test_stopped_and_resumed_equals_uninterrupted_and_replaying_again_changes_no
     assert world.contents(whole) == world.contents(reference)
 
     # WHEN another replay is stopped twice and resumed with the printed command
-    stopped = invoke(
-        [*base, *map_args(resumed), "--state", str(tmp_path / "s.json"), "--stop-after", "70"]
-    )
+    # (--rate 20 makes chunks of 20 records: the shards in flight when the stop comes
+    # finish theirs, so each stopped run reads at most ~80 of the ~200 records)
+    slow = ["--rate", "20", "--stop-after", "30"]
+    stopped = invoke([*base, *map_args(resumed), "--state", str(tmp_path / "s.json"), *slow])
     assert stopped.exit_code == 130, stopped.output
     assert "lazyrep: replay interrupted" in stopped.stderr
     args = resume_args(stopped.stderr)
     assert args == ["--resume", str(tmp_path / "s.json")]
-    again = invoke([*args, "--stop-after", "70", "--json"])
+    again = invoke([*args, *slow, "--json"])
     assert again.exit_code == 130, again.output
     assert resume_args(again.stderr) == args
     final = invoke([*args, "--json"])
