@@ -20,11 +20,12 @@ import shlex
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -252,16 +253,7 @@ class LocalStack:
                 _kinesis_probe,
             )
             h2c_port = ready(
-                "nghttpx",
-                lambda p: [
-                    nghttpx,
-                    "--conf=/dev/null",  # never read the system's /etc/nghttpx/nghttpx.conf
-                    "--single-process",  # one process to stop, no forked workers
-                    f"--frontend=127.0.0.1,{p};no-tls",
-                    f"--backend=127.0.0.1,{kinesis_port}",
-                    "--workers=1",
-                ],
-                _kinesis_probe,
+                "nghttpx", lambda p: _nghttpx_argv(nghttpx, p, kinesis_port), _kinesis_probe
             )
             if not _wait_ready(moto_proc, moto_probe, ready_timeout_s):
                 started.remove(moto_proc)
@@ -371,6 +363,47 @@ class LocalStack:
         except (ValueError, KeyError, TypeError) as exc:
             raise StackError(f"{state_file}: unreadable local stack state ({exc})") from exc
         return cls(endpoints, processes, log_dir, owns_log_dir=False)
+
+
+def _nghttpx_argv(nghttpx: str, port: int, backend_port: int) -> list[str]:
+    """nghttpx serving h2c (and HTTP/1.1) on `port` for an HTTP/1.1 server on `backend_port`."""
+    return [
+        nghttpx,
+        "--conf=/dev/null",  # never read the system's /etc/nghttpx/nghttpx.conf
+        "--single-process",  # one process to stop, no forked workers
+        f"--frontend=127.0.0.1,{port};no-tls",
+        f"--backend=127.0.0.1,{backend_port}",
+        "--workers=1",
+    ]
+
+
+@contextlib.contextmanager
+def h2c_front(backend: str, log_dir: Path, *, ready_timeout_s: float = 30.0) -> Iterator[str]:
+    """An h2c front for another HTTP/1.1 Kinesis endpoint (a fault proxy before kinesalite):
+    the KCL's Kinesis client speaks HTTP/2 only. Yields its URL; stops it on exit.
+
+    Raises:
+        MissingToolError: nghttpx is not installed.
+        StackError: it did not answer ListStreams within `ready_timeout_s`.
+    """
+    backend_port = urlsplit(backend).port
+    if backend_port is None:
+        raise ValueError(f"h2c_front needs a backend URL with a port, got {backend!r}")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    proc = ManagedProcess.spawn(
+        "nghttpx-front",
+        _nghttpx_argv(nghttpx_binary(), port, backend_port),
+        env=env,
+        log_file=log_dir / f"nghttpx-front-{port}.log",
+        cwd=log_dir,
+    )
+    try:
+        if not _wait_ready(proc, _kinesis_probe(_url(port)), ready_timeout_s):
+            raise StackError(f"nghttpx in front of {backend} did not start:\n{proc.log_tail()}")
+        yield _url(port)
+    finally:
+        proc.stop()
 
 
 def _wait_ready(proc: ManagedProcess, probe: Callable[[], object], timeout_s: float) -> bool:

@@ -21,6 +21,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -358,7 +359,8 @@ def _check(
     allowed); one that did not (the demo fails) is verified against its checkpoints,
     once its worker has stopped and written them, so the report tells lag from errors.
     """
-    for name in topology.replicas:
+
+    def verify_one(name: str) -> None:
         pair = resolve(topology, name)
         lag = LagMode.NONE
         if name not in report.replica_done_s:
@@ -375,6 +377,11 @@ def _check(
         )
         result = Verifier(pair, clients, config).run()
         report.verify[name] = verify_summary(result, time.monotonic() - t0)
+
+    # The replicas side by side: each is its own emulator, only the primary is shared.
+    with ThreadPoolExecutor(max_workers=len(topology.replicas) or 1) as pool:
+        list(pool.map(verify_one, topology.replicas))
+    report.verify = {name: report.verify[name] for name in topology.replicas}
     expected = expected_tables(plans, topology.tables)
     client = dynamodb_client(region=topology.stream.region)
     for table in topology.tables:

@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import boto3
 
@@ -39,6 +39,7 @@ from binlog.clients import client_config
 from binlog.tables import create_topology_tables
 from emulators.faultproxy import FaultProxy
 from emulators.procs import group_alive
+from emulators.stack import KCL_KINESIS_ENV, h2c_front
 from kcl_consumer.status import read_status, status_table_name
 from lazyrep.reliability.accounting import Tally, compare
 from lazyrep.reliability.framework import Progress, Result, Scale
@@ -63,6 +64,26 @@ OUTAGE_RULES: Rules = (
     {"fault": "server_error", "operation": "*"},
 )
 """Every request of the record processors to DynamoDB refused: throttled, 503, 500."""
+
+DYNAMODB_STORM: Rules = (
+    {"fault": "throttle", "operation": "*", "probability": 0.15},
+    {"fault": "server_error", "operation": "*", "probability": 0.05},
+    {
+        "fault": "server_error",
+        "operation": "*",
+        "probability": 0.03,
+        "error_code": "ServiceUnavailable",
+    },
+)
+"""Throttling and 5xx on some of the record processors' requests, all through the replay."""
+
+KINESIS_STORM: Rules = (
+    {"fault": "throttle", "operation": "GetRecords", "probability": 0.25},
+    {"fault": "server_error", "operation": "GetRecords", "probability": 0.05},
+    {"fault": "server_error", "operation": "GetShardIterator", "probability": 0.05},
+    {"fault": "throttle", "operation": "ListShards", "probability": 0.1},
+)
+"""Throttling and 5xx on the daemons' reads of the stream, all through the replay."""
 
 
 # -- one worker: a supervisor over the real daemon --------------------------------------------
@@ -217,6 +238,12 @@ class LazyScenario:
     """Full-scale length of the replica's DynamoDB outage (0: none)."""
     steal_leases: bool = False
     """Aggressive lease settings so that leases move between the workers."""
+    dynamodb_storm: Rules = ()
+    """Fault rules on the record processors' requests to the replica, for the whole run."""
+    kinesis_storm: Rules = ()
+    """Fault rules on the daemons' Kinesis requests (through nghttpx), for the whole run."""
+    storm_s: float = 900.0
+    """The storms end when four fifths of the actions are applied, or after this long."""
     seed: int = 1
     converge_timeout_s: float = 900.0
     overrides: Mapping[str, str] = field(default_factory=dict)
@@ -254,6 +281,7 @@ class Run:
         self.kills: list[str] = []
         self.child_kill: dict[str, Any] = {}
         self.outage: dict[str, Any] = {}
+        self.storms: dict[str, dict[str, int]] = {}
 
     def mark(self, what: str) -> None:
         self.timeline.append(f"{time.monotonic() - self.started:.1f}s {what}")
@@ -384,6 +412,33 @@ class Run:
             "seconds_to_restart": round(time.monotonic() - killed_at, 1) if restarted else None,
         }
 
+    def storm(self, proxies: Proxies, produced: int) -> None:
+        """Throttling and 5xx on a share of the workers' requests (the scenario's rules)
+        until four fifths of the actions are applied or `storm_s` has passed, then calm."""
+        storms = [
+            (name, proxy, rules)
+            for name, proxy, rules in (
+                ("dynamodb", proxies.dynamodb, self.spec.dynamodb_storm),
+                ("kinesis", proxies.kinesis, self.spec.kinesis_storm),
+            )
+            if proxy is not None and rules
+        ]
+        for name, proxy, rules in storms:
+            proxy.reset_stats()
+            proxy.set_rules([dict(r) for r in rules], seed=self.spec.seed)
+            self.mark(f"{name} storm on: {len(rules)} rules")
+        until = time.monotonic() + self.spec.storm_s
+        while self.applied() < 0.8 * produced and time.monotonic() < until:
+            time.sleep(0.5)
+        for name, proxy, _ in storms:
+            proxy.clear()
+            stats = proxy.stats
+            self.storms[name] = {
+                "throttled": stats.faults("throttle"),
+                "server_errors": stats.faults("server_error"),
+            }
+        self.mark(f"storms over: {self.storms}")
+
     def outage_window(self, proxy: FaultProxy, seconds: float) -> None:
         """The replica's DynamoDB refuses every record processor request for `seconds`."""
         proxy.reset_stats()
@@ -452,7 +507,7 @@ def run_lazy(spec: LazyScenario, scale: Scale, progress: Progress) -> Result:
         )
         run = Run(spec, world, progress)
         create_topology_tables(run.replica, world.topology)
-        proxy = _start_workers(run, stack, directory)
+        proxies = _start_workers(run, stack, directory)
         stack.callback(lambda: result.extra.update(left_behind=stop_workers(run.workers)))
         watcher = threading.Thread(target=run.watch_leases, daemon=True)
         watcher.start()
@@ -474,7 +529,7 @@ def run_lazy(spec: LazyScenario, scale: Scale, progress: Progress) -> Result:
             consuming.set()
         else:
             result.failures.append("no record was applied within 240 s")
-        _faults(run, spec, scale, proxy)
+        _faults(run, spec, scale, proxies, result.produced)
         consuming.set()
         loader.join(timeout=900)
         if "error" in loaded:
@@ -489,17 +544,30 @@ def run_lazy(spec: LazyScenario, scale: Scale, progress: Progress) -> Result:
     return result
 
 
-def _start_workers(run: Run, stack: contextlib.ExitStack, directory: Path) -> FaultProxy | None:
-    """Start the run's workers; the fault proxy in front of the replica's DynamoDB, if any."""
+class Proxies(NamedTuple):
+    """The fault proxies of a run: before the replica's DynamoDB (record processors) and
+    before kinesalite (the daemons' Kinesis client, through an h2c front)."""
+
+    dynamodb: FaultProxy | None
+    kinesis: FaultProxy | None
+
+
+def _start_workers(run: Run, stack: contextlib.ExitStack, directory: Path) -> Proxies:
+    """Start the run's workers, behind the fault proxies the scenario needs."""
     env = {"LAZYREP_STATUS_INTERVAL_S": "2", "LAZYREP_CHECKPOINT_INTERVAL_S": "5"}
     overrides = {"maxRecords": "1000", "varianceBalancingFrequency": "10"}
-    proxy: FaultProxy | None = None
-    if run.spec.outage_s:
+    dynamodb: FaultProxy | None = None
+    kinesis: FaultProxy | None = None
+    if run.spec.outage_s or run.spec.dynamodb_storm:
         moto = os.environ["AWS_ENDPOINT_URL_DYNAMODB"]
-        proxy = stack.enter_context(FaultProxy(upstream=moto, seed=run.spec.seed))
+        dynamodb = stack.enter_context(FaultProxy(upstream=moto, seed=run.spec.seed))
         # the record processors reach DynamoDB through the proxy; the daemon's leases not
-        env["AWS_ENDPOINT_URL_DYNAMODB"] = proxy.url
+        env["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb.url
         overrides["dynamoDBEndpoint"] = moto
+    if run.spec.kinesis_storm:
+        kinesalite = os.environ["AWS_ENDPOINT_URL_KINESIS"]
+        kinesis = stack.enter_context(FaultProxy(upstream=kinesalite, seed=run.spec.seed + 1))
+        env[KCL_KINESIS_ENV] = stack.enter_context(h2c_front(kinesis.url, directory))
     if run.spec.steal_leases:
         overrides.update(
             {
@@ -513,14 +581,16 @@ def _start_workers(run: Run, stack: contextlib.ExitStack, directory: Path) -> Fa
         run.workers.append(
             start_worker(run.world.path, f"w{chr(65 + n)}", directory, overrides=overrides, env=env)
         )
-    return proxy
+    return Proxies(dynamodb, kinesis)
 
 
-def _faults(run: Run, spec: LazyScenario, scale: Scale, proxy: FaultProxy | None) -> None:
+def _faults(run: Run, spec: LazyScenario, scale: Scale, proxies: Proxies, produced: int) -> None:
     """The scenario's faults, one after another, while the replay runs (the outage first:
-    it needs unapplied records to refuse)."""
-    if proxy is not None:
-        run.outage_window(proxy, max(10.0, spec.outage_s * scale.factor))
+    it needs unapplied records to refuse; storms last until most records are applied)."""
+    if proxies.dynamodb is not None and spec.outage_s:
+        run.outage_window(proxies.dynamodb, max(10.0, spec.outage_s * scale.factor))
+    if spec.dynamodb_storm or spec.kinesis_storm:
+        run.storm(proxies, produced)
     if spec.child_kill:
         run.kill_child()
     if spec.sigkills:
@@ -581,6 +651,8 @@ def _fill(
         result.extra["child_kill"] = run.child_kill
     if run.outage:
         result.extra["outage"] = run.outage
+    if run.storms:
+        result.extra["storms"] = run.storms
     if reshards:
         result.extra["reshards"] = reshards
     if tally.examples:
@@ -599,5 +671,10 @@ def _fill(
     if spec.outage_s:
         refused = run.outage.get("throttled", 0) + run.outage.get("server_errors", 0)
         result.expect(refused > 0, "the outage refused no request: it proved nothing")
+    for name, rules in (("dynamodb", spec.dynamodb_storm), ("kinesis", spec.kinesis_storm)):
+        if rules:
+            faults = run.storms.get(name, {})
+            hurt = faults.get("throttled", 0) + faults.get("server_errors", 0)
+            result.expect(hurt > 0, f"the {name} storm refused no request: it proved nothing")
     if spec.steal_leases:
         result.expect(run.owner_changes > 0, "no lease moved between workers")

@@ -10,7 +10,7 @@ DynamoDB refused for a minute (throttling, 503, 500), then served again.
 
 from __future__ import annotations
 
-from lazyrep.reliability.lazy import LazyScenario
+from lazyrep.reliability.lazy import DYNAMODB_STORM, KINESIS_STORM, LazyScenario
 
 KCL_SIGKILL = LazyScenario(
     name="kcl-sigkill",
@@ -49,4 +49,16 @@ REPLICA_UNAVAILABLE = LazyScenario(
     seed=61,
 )
 
-SCENARIOS = (KCL_SIGKILL, KCL_RESHARD, REPLICA_UNAVAILABLE)
+KCL_STORMS = LazyScenario(
+    name="kcl-storms",
+    family="1 lazy",
+    description="throttling and 5xx on a share of the daemons' Kinesis reads and of the "
+    "record processors' writes to the replica, until four fifths are applied",
+    actions=8000,
+    max_wcu=400,
+    dynamodb_storm=DYNAMODB_STORM,
+    kinesis_storm=KINESIS_STORM,
+    seed=11,
+)
+
+SCENARIOS = (KCL_STORMS, KCL_SIGKILL, KCL_RESHARD, REPLICA_UNAVAILABLE)
