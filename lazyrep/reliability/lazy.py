@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -239,9 +240,12 @@ class LazyScenario:
     steal_leases: bool = False
     """Aggressive lease settings so that leases move between the workers."""
     dynamodb_storm: Rules = ()
-    """Fault rules on the record processors' requests to the replica, for the whole run."""
+    """Fault rules on the record processors' requests to the replica, once records flow."""
     kinesis_storm: Rules = ()
-    """Fault rules on the daemons' Kinesis requests (through nghttpx), for the whole run."""
+    """Fault rules on the daemons' Kinesis requests (through nghttpx), from their start."""
+    produce_s: float = 0.0
+    """Spread the writes over this long (full scale; scaled), so that records keep arriving
+    while the faults happen; 0: as fast as the producer goes."""
     storm_s: float = 900.0
     """The storms end when four fifths of the actions are applied, or after this long."""
     seed: int = 1
@@ -424,8 +428,9 @@ class Run:
             if proxy is not None and rules
         ]
         for name, proxy, rules in storms:
-            proxy.reset_stats()
-            proxy.set_rules([dict(r) for r in rules], seed=self.spec.seed)
+            if name == "dynamodb":  # the Kinesis storm blows since the workers started
+                proxy.reset_stats()
+                proxy.set_rules([dict(r) for r in rules], seed=self.spec.seed)
             self.mark(f"{name} storm on: {len(rules)} rules")
         until = time.monotonic() + self.spec.storm_s
         while self.applied() < 0.8 * produced and time.monotonic() < until:
@@ -468,18 +473,20 @@ def _producer(world: World) -> Producer:
     )
 
 
-def _load(run: Run, plans: list[list[Op]], consuming: threading.Event) -> list[str]:
-    """Produce the plans; with reshards, in thirds: split after the first (once the workers
-    consume), merge after the second."""
+def _load(
+    run: Run, plans: list[list[Op]], consuming: threading.Event, seconds: float
+) -> list[str]:
+    """Produce the plans over `seconds`; with reshards, in thirds: split after the first (once
+    the workers consume), merge after the second."""
     reshards: list[str] = []
     admin = direct_client("kinesis")
     with _producer(run.world) as producer:
         if not run.spec.reshard:
-            produce(producer, plans, 0.0, 1.0)
+            produce(producer, plans, 0.0, 1.0, seconds=seconds)
             producer.flush()
             return reshards
         for third in range(3):
-            produce(producer, plans, third / 3, (third + 1) / 3)
+            produce(producer, plans, third / 3, (third + 1) / 3, seconds=seconds / 3)
             producer.flush()
             if third < 2:
                 consuming.wait(timeout=180)
@@ -496,7 +503,9 @@ def run_lazy(spec: LazyScenario, scale: Scale, progress: Progress) -> Result:
     plans = plan(spec.writers, scale.count(spec.actions, 40), prefix=run_id)
     result.produced = action_count(plans)
     with contextlib.ExitStack() as stack:
-        directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lazyrep-rel-")))
+        directory = Path(tempfile.mkdtemp(prefix="lazyrep-rel-"))
+        # The workers' logs outlive a failed run (its `logs`): they say what went wrong.
+        stack.callback(_keep_logs_if_failed, result, directory)
         expected = stack.enter_context(ModelProcess()).submit(run_id, plans)
         progress(f"{spec.name}: creating the world of run {run_id}")
         world = World.create(
@@ -518,7 +527,7 @@ def run_lazy(spec: LazyScenario, scale: Scale, progress: Progress) -> Result:
 
         def load() -> None:
             try:
-                loaded["reshards"] = _load(run, plans, consuming)
+                loaded["reshards"] = _load(run, plans, consuming, spec.produce_s * scale.factor)
                 run.mark("produced everything")
             except Exception as exc:  # surfaced as a failure of the run
                 loaded["error"] = exc
@@ -552,6 +561,13 @@ class Proxies(NamedTuple):
     kinesis: FaultProxy | None
 
 
+def _keep_logs_if_failed(result: Result, directory: Path) -> None:
+    if result.ok:
+        shutil.rmtree(directory, ignore_errors=True)
+    else:
+        result.extra["logs"] = str(directory)
+
+
 def _start_workers(run: Run, stack: contextlib.ExitStack, directory: Path) -> Proxies:
     """Start the run's workers, behind the fault proxies the scenario needs."""
     env = {"LAZYREP_STATUS_INTERVAL_S": "2", "LAZYREP_CHECKPOINT_INTERVAL_S": "5"}
@@ -568,12 +584,16 @@ def _start_workers(run: Run, stack: contextlib.ExitStack, directory: Path) -> Pr
         kinesalite = os.environ["AWS_ENDPOINT_URL_KINESIS"]
         kinesis = stack.enter_context(FaultProxy(upstream=kinesalite, seed=run.spec.seed + 1))
         env[KCL_KINESIS_ENV] = stack.enter_context(h2c_front(kinesis.url, directory))
+        # From the daemons' start: once the processors are paced, reads are few.
+        kinesis.set_rules([dict(r) for r in run.spec.kinesis_storm], seed=run.spec.seed)
     if run.spec.steal_leases:
         overrides.update(
             {
+                # The leader rebalances every 6 s: leases move all along. Every second,
+                # they moved faster than the processors got going (docs/RELIABILITY.md).
                 "failoverTimeMillis": "2000",
-                "leaseAssignmentIntervalMillis": "1000",
-                "varianceBalancingFrequency": "1",
+                "leaseAssignmentIntervalMillis": "2000",
+                "varianceBalancingFrequency": "3",
             }
         )
     overrides.update(run.spec.overrides)

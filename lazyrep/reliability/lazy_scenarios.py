@@ -20,6 +20,7 @@ KCL_SIGKILL = LazyScenario(
     actions=50000,
     max_wcu=400,
     deadline_hours=0.1,
+    produce_s=300.0,
     sigkills=6,
     kill_interval_s=5.0,
     child_kill=True,

@@ -20,6 +20,7 @@ import os
 import random
 import tempfile
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -328,13 +329,21 @@ def serving(consumer: Consumer) -> Iterator[None]:
 # -- producing ---------------------------------------------------------------------------------
 
 
-def produce(producer: Producer, plans: list[list[Op]], begin: float, end: float) -> None:
-    """The writers' calls from fraction `begin` to `end` of each plan, one thread per writer."""
+def produce(
+    producer: Producer, plans: list[list[Op]], begin: float, end: float, *, seconds: float = 0.0
+) -> None:
+    """The writers' calls from fraction `begin` to `end` of each plan, one thread per writer,
+    spread evenly over `seconds` (0: as fast as they go)."""
     errors: list[BaseException] = []
 
     def write(ops: list[Op]) -> None:
+        mine = ops[int(len(ops) * begin) : int(len(ops) * end)]
+        gap = seconds / len(mine) if mine and seconds > 0 else 0.0
+        start = time.monotonic()
         try:
-            for op in ops[int(len(ops) * begin) : int(len(ops) * end)]:
+            for n, op in enumerate(mine):
+                if gap:
+                    time.sleep(max(0.0, start + n * gap - time.monotonic()))
                 getattr(producer, op.method)(op.table, **op.kwargs)
         except BaseException as exc:  # surfaced below, in the caller's thread
             errors.append(exc)
