@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
+from types import FrameType
 
 import click
 from rich.console import Console
@@ -15,6 +17,10 @@ from lazyrep.reliability.catalog import scenarios
 from lazyrep.reliability.framework import Result, Scale, run_scenarios
 
 COLUMNS = ("produced", "applied", "parked", "lost", "duplicated", "diverged", "seconds")
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def run(*, as_json: bool, names: list[str], factor: float, list_only: bool) -> None:
@@ -37,6 +43,9 @@ def run(*, as_json: bool, names: list[str], factor: float, list_only: bool) -> N
     # Library warnings (parked records, retried batches) are the point of the run, not news.
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
     err = Console(stderr=True)
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C: the workers, proxies and
+    # emulators a scenario started are stopped rather than orphaned.
+    signal.signal(signal.SIGTERM, _interrupt)
 
     def each(result: Result) -> None:
         if as_json:

@@ -53,8 +53,8 @@ REPLICA_UNAVAILABLE = LazyScenario(
 KCL_STORMS = LazyScenario(
     name="kcl-storms",
     family="1 lazy",
-    description="throttling and 5xx on a share of the daemons' Kinesis reads and of the "
-    "record processors' writes to the replica, until four fifths are applied",
+    description="throttling and 5xx on a share of the daemons' Kinesis reads (from their "
+    "start) and of the record processors' writes to the replica (for 2 minutes)",
     actions=8000,
     max_wcu=400,
     dynamodb_storm=DYNAMODB_STORM,
