@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -221,14 +221,20 @@ class Applier:
                         results[later] = ApplyResult(Outcome.NOT_ATTEMPTED)
                     return
 
-        if len(groups) == 1 or self.config.max_workers == 1:
-            for group in groups.items():
-                run(group)
-        else:
-            list(self._executor().map(run, groups.items()))
-        if created:
-            for index, result in self._recheck_created(created).items():
-                results[index] = result
+        try:
+            if len(groups) == 1 or self.config.max_workers == 1:
+                for group in groups.items():
+                    run(group)
+            else:
+                futures = [self._executor().submit(run, group) for group in groups.items()]
+                wait(futures)  # every group done before the checks below
+                for future in futures:
+                    future.result()  # the first error, if one raised
+        finally:
+            # Even when an error is on its way out: creations written must be checked.
+            if created:
+                for index, result in self._recheck_created(created).items():
+                    results[index] = result
         return [r if r is not None else ApplyResult(Outcome.NOT_ATTEMPTED) for r in results]
 
     def close(self) -> None:
@@ -436,12 +442,18 @@ class Applier:
                 if key not in unread:
                     seen.setdefault(index, b"")  # read, and no tombstone
         results: dict[int, ApplyResult] = {}
+        fatal: Exception | None = None
         for index, c in created.items():
             try:
                 tombstone = seen[index] if index in seen else self._tombstone(c.envelope)[0]
                 results[index] = self._after_create(c.envelope, c.guard, c.version, tombstone)
             except Exception as exc:
-                results[index] = _failed(exc)
+                try:
+                    results[index] = _failed(exc)
+                except Exception as error:  # raised once the others are checked
+                    fatal = fatal or error
+        if fatal is not None:
+            raise fatal
         return results
 
     def _tombstone(self, envelope: Envelope) -> tuple[bytes, bool]:

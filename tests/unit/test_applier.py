@@ -8,7 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, NoCredentialsError
 from moto import mock_aws
 
 from binlog.applier import Applier, ApplierConfig, Outcome
@@ -469,3 +469,30 @@ def test_an_item_appearing_after_the_prefetch_is_judged_by_its_version(
         pk: {"pk": {"S": pk}} if expected is Outcome.APPLIED else {**live_item, "pk": {"S": pk}}
         for pk in PKS[:8]
     }
+
+
+def test_creations_are_checked_even_when_another_item_raises(dynamodb: Any) -> None:
+    applier = Applier(dynamodb, {"t": SCHEMA}, config=ApplierConfig(max_workers=1))
+    live = Applier(boto3.client("dynamodb", region_name="us-east-1"), {"t": SCHEMA})
+    counts = count_requests(dynamodb)
+    puts = [
+        keyed(1, Action.PUT, 10 + n, pk, item={"pk": {"S": pk}}) for n, pk in enumerate(PKS[:3])
+    ]
+
+    # GIVEN a newer delete of the second item applied between the prefetch and the creations
+    def delete_after_prefetch(**_: Any) -> None:
+        if counts["BatchGetItem"] == 1:
+            assert live.apply(keyed(2, Action.DELETE, 100, PKS[1])).outcome is Outcome.APPLIED
+
+    # AND the third item's write fails with an error no retry helps (configuration)
+    def no_credentials(params: dict[str, Any], **_: Any) -> None:
+        if params["body"] and PKS[2].encode() in params["body"]:
+            raise NoCredentialsError
+
+    dynamodb.meta.events.register("after-call.dynamodb.BatchGetItem", delete_after_prefetch)
+    dynamodb.meta.events.register("before-call.dynamodb.PutItem", no_credentials)
+    # WHEN the batch is applied, THEN the error propagates...
+    with pytest.raises(NoCredentialsError):
+        applier.apply_batch(puts)
+    # ...after the creations written so far were checked: the resurrected one is taken back
+    assert set(rows(dynamodb)) == {PKS[0]}
