@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 from emulators.procs import group_alive
 from kcl_consumer.status import ShardProgress, read_status, status_table_name
 from lazyrep.demo_primary import spread
+from lazyrep.replica_process import spawn_replica_worker
 
 STATUS_INTERVAL_S = "1"
 CHECKPOINT_INTERVAL_S = "5"
@@ -108,33 +108,14 @@ def start_worker(
     environ = dict(os.environ if env is None else env)
     environ.setdefault("LAZYREP_STATUS_INTERVAL_S", STATUS_INTERVAL_S)
     environ.setdefault("LAZYREP_CHECKPOINT_INTERVAL_S", CHECKPOINT_INTERVAL_S)
-    argv = [
-        sys.executable,
-        "-m",
-        "lazyrep.cli_replica",
-        "run",
-        "--topology",
-        str(topology_path.resolve()),
-        "--replica",
+    process = spawn_replica_worker(
+        topology_path.resolve(),
         replica,
-        "--worker-id",
         f"demo-{replica}",
-        "--backoff-s",
-        "1",
-        "--stop-timeout-s",
-        "30",
-        "--set",
-        f"maxRecords={max_records}",
-    ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(  # noqa: S603 - our own module, with our arguments
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=environ,
-            start_new_session=True,
-        )
+        log,
+        env=environ,
+        extra=["--stop-timeout-s", "30", "--set", f"maxRecords={max_records}"],
+    )
     return ReplicaWorker(replica, process, log)
 
 

@@ -23,7 +23,6 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -47,6 +46,7 @@ from lazyrep.reliability.framework import Progress, Result, Scale
 from lazyrep.reliability.model import ModelProcess, Tables, contents
 from lazyrep.reliability.primary import World, direct_client, produce, split_then_merge
 from lazyrep.reliability.workload import action_count, plan
+from lazyrep.replica_process import spawn_replica_worker
 from lazyrep.workload import Op
 from producer import Producer, ProducerConfig
 
@@ -161,29 +161,9 @@ def start_worker(
     """`lazyrep replica run` for replica `eu`, local properties with `overrides`."""
     log = directory / f"{worker_id}.log"
     sets = [arg for key, value in overrides.items() for arg in ("--set", f"{key}={value}")]
-    with log.open("wb") as out:
-        process = subprocess.Popen(  # noqa: S603 - our own module, arguments built here
-            [
-                sys.executable,
-                "-m",
-                "lazyrep.cli_replica",
-                "run",
-                "--topology",
-                str(topology),
-                "--replica",
-                REPLICA,
-                "--worker-id",
-                worker_id,
-                "--backoff-s",
-                "1",
-                *sets,
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=dict(os.environ, **env),
-            start_new_session=True,
-        )
+    process = spawn_replica_worker(
+        topology, REPLICA, worker_id, log, env=dict(os.environ, **env), extra=sets
+    )
     return LazyWorker(worker_id, process, log)
 
 

@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from binlog.tables import create_table
 from binlog.topology import load_topology
 from emulators.procs import group_alive
 from lazyrep.reference import apply_plainly, table_contents, unordered_sets
+from lazyrep.replica_process import spawn_replica_worker
 from lazyrep.workload import Op, ops_for_writer
 from producer import Producer
 
@@ -168,29 +168,7 @@ def start_worker(
             "--set",
             "varianceBalancingFrequency=10",
         ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "lazyrep.cli_replica",
-                "run",
-                "--topology",
-                str(topology),
-                "--replica",
-                "eu",
-                "--worker-id",
-                worker_id,
-                "--backoff-s",
-                "1",
-                *source,
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
+    process = spawn_replica_worker(topology, "eu", worker_id, log, env=env, extra=source)
     return Worker(worker_id, process, log)
 
 
