@@ -141,6 +141,7 @@ public class KnownKeys {
             resolved.put("idleTimeBetweenReadsInMillis", config.getIdleTimeBetweenReadsInMillis());
             resolved.put("disableWorkerMetrics", config.getDisableWorkerMetrics());
             resolved.put("gracefulLeaseHandoffTimeoutMillis", config.getGracefulLeaseHandoffTimeoutMillis());
+            resolved.put("isGracefulLeaseHandoffEnabled", config.getIsGracefulLeaseHandoffEnabled());
             resolved.put("initialPositionInStream", String.valueOf(config.getInitialPositionInStream()));
             resolved.put("timeoutInSeconds", config.getTimeoutInSeconds());
             result.put("resolved", resolved);

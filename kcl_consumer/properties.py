@@ -170,6 +170,14 @@ SHUTDOWN_MARGIN_MS = 10_000
 """Kept between shutdownGraceMillis and the stop timeout: after the grace the JVM still
 releases its leases, flushes metrics and exits before ECS's SIGKILL."""
 MIN_BATCH_RECORDS = 100
+GRACEFUL_HANDOFF_OFF = (
+    "Off: a rebalanced lease goes straight to its new owner, which starts at the last "
+    "checkpoint and applies again, as no-ops, what the old owner applied after it. On (the "
+    "KCL 3.1.3 default), a lease handed over while its processor waits on a parent shard "
+    "(a child just after a split or merge) is never released: its owner keeps renewing it, "
+    "nobody reads the shard, and its records expire (docs/REPLICA.md)."
+)
+"""Why isGracefulLeaseHandoffEnabled is false, in the AWS and the local properties."""
 IMAGE_PYTHON = "/opt/lazyrep/venv/bin/python"
 """The interpreter in the worker image (Dockerfile)."""
 IMAGE_TOPOLOGY = "/etc/lazyrep/topology.toml"
@@ -232,11 +240,11 @@ class ReplicaKclOptions:
 def batch_records(topology: Topology, replica: ReplicaTarget, shutdown_grace_ms: int) -> int:
     """maxRecords for `replica`: a batch its pacer can apply in half the shutdown grace.
 
-    The daemon delivers shutdownRequested (SIGTERM) and a graceful lease handoff only
-    between two processRecords calls, so a batch paced at a few WCU per second must end
-    well inside the grace. At the target's full rate spread over the stream's shards
-    (`max_wcu / shards`, one WCU per record of up to 1 KB), half the grace gives the count,
-    clamped to 100..10,000 (GetRecords' own limit).
+    The daemon delivers shutdownRequested (SIGTERM) only between two processRecords
+    calls, so a batch paced at a few WCU per second must end well inside the grace. At
+    the target's full rate spread over the stream's shards (`max_wcu / shards`, one WCU
+    per record of up to 1 KB), half the grace gives the count, clamped to 100..10,000
+    (GetRecords' own limit).
     """
     per_shard_wcu = replica.max_wcu / topology.stream.shards
     records = int(per_shard_wcu * shutdown_grace_ms / 1000 / 2)
@@ -322,9 +330,9 @@ def replica_entries(
             f"({options.stop_timeout_s} s) for the JVM to release its leases and exit.",
         ),
         Entry(
-            "gracefulLeaseHandoffTimeoutMillis",
-            str(grace),
-            "A rebalanced lease waits as long for its processor to checkpoint.",
+            "isGracefulLeaseHandoffEnabled",
+            "false",
+            GRACEFUL_HANDOFF_OFF,
         ),
         Entry(
             "failoverTimeMillis",

@@ -310,6 +310,26 @@ class Run:
                     latest = (line[:23], name)
         return None if latest is None else latest[1]
 
+    def shards_never_read(self) -> list[str]:
+        """The stream's shards that no record processor of any worker initialized: a lease
+        stranded somewhere (e.g. a graceful hand-off that never ended, docs/REPLICA.md)."""
+        with contextlib.suppress(Exception):
+            kinesis = direct_client("kinesis")
+            shards = kinesis.list_shards(StreamName=self.world.stream)["Shards"]
+            read = {
+                e.get("shard_id")
+                for w in self.workers
+                for e in w.events()
+                if e.get("event") == "initialize"
+            }
+            return sorted(s["ShardId"] for s in shards if s["ShardId"] not in read)
+        return ["(ListShards failed)"]
+
+    def graceful_handoffs(self) -> int:
+        """Lease hand-offs the KCL leader began (should be none: they are off)."""
+        marker = "Initiated graceful lease handoff"
+        return sum(1 for w in self.workers for line in w.lines() if marker in line)
+
     def wait(self, what: str, condition: Callable[[], bool], timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
         while not condition():
@@ -527,7 +547,10 @@ def run_lazy(spec: LazyScenario, scale: Scale, progress: Progress) -> Result:
         letters = world.letters()
         run.stop.set()
         stop_workers(run.workers)
+        unread = run.shards_never_read()
         _fill(result, run, tally, letters, loaded.get("reshards", []), scale)
+        result.extra["shards_never_read"] = unread
+        result.expect(not unread, f"no record processor ever read {unread}")
     result.seconds = time.monotonic() - began
     return result
 
@@ -540,8 +563,12 @@ class Proxies(NamedTuple):
     kinesis: FaultProxy | None
 
 
+KEEP_LOGS_ENV = "LAZYREP_KEEP_LOGS"
+"""Set (to anything) to keep the workers' logs of a run that passed too."""
+
+
 def _keep_logs_if_failed(result: Result, directory: Path) -> None:
-    if result.ok:
+    if result.ok and not os.environ.get(KEEP_LOGS_ENV):
         shutil.rmtree(directory, ignore_errors=True)
     else:
         result.extra["logs"] = str(directory)
@@ -642,6 +669,7 @@ def _fill(
             "lease_moves": run.owner_changes,
             "lease_owners_per_shard": {k: len(v) for k, v in sorted(run.owners_seen.items())},
             "lease_lost_events": sum(1 for e in events if e.get("event") == "lease_lost"),
+            "graceful_handoffs": run.graceful_handoffs(),
             "timeline": run.timeline,
             "parked_by_reason": dict(Counter(str(v["reason"]) for v in letters.values())),
         }
@@ -677,3 +705,7 @@ def _fill(
             result.expect(hurt > 0, f"the {name} storm refused no request: it proved nothing")
     if spec.steal_leases:
         result.expect(run.owner_changes > 0, "no lease moved between workers")
+    result.expect(
+        result.extra["graceful_handoffs"] == 0,
+        "the KCL began graceful lease hand-offs: isGracefulLeaseHandoffEnabled is not off",
+    )

@@ -174,7 +174,7 @@ def test_eu_replica_properties(topology: Topology) -> None:
         "retrievalMode": "POLLING",
         "initialPositionInStream": "TRIM_HORIZON",
         "shutdownGraceMillis": "50000",
-        "gracefulLeaseHandoffTimeoutMillis": "50000",
+        "isGracefulLeaseHandoffEnabled": "false",
         "failoverTimeMillis": "10000",
         "leaseTableDeletionProtectionEnabled": "true",
         "disableWorkerMetrics": "true",

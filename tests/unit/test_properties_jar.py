@@ -100,7 +100,8 @@ def test_aws_files_resolve_to_the_regions_and_timings_meant(reports: dict[str, A
         "maxRecords": 1250,
         "idleTimeBetweenReadsInMillis": 2000,
         "disableWorkerMetrics": True,
-        "gracefulLeaseHandoffTimeoutMillis": 50000,
+        "gracefulLeaseHandoffTimeoutMillis": None,
+        "isGracefulLeaseHandoffEnabled": False,
         "initialPositionInStream": "TRIM_HORIZON",
         "timeoutInSeconds": None,
     }
@@ -122,6 +123,7 @@ def test_local_file_resolves_to_the_stack(reports: dict[str, Any]) -> None:
     }
     assert local["retrievalMode"] == "POLLING"
     assert local["shutdownGraceMillis"] == 20000
+    assert local["isGracefulLeaseHandoffEnabled"] is False
 
 
 def test_java_and_our_parser_read_a_file_alike(classpath: str, tmp_path: Path) -> None:
