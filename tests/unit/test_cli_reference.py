@@ -85,7 +85,7 @@ def test_every_visible_command_gets_a_heading_and_a_linked_row() -> None:
 def test_the_terminal_does_not_change_the_output(monkeypatch: pytest.MonkeyPatch) -> None:
     before = expected_files()
     monkeypatch.setenv("COLUMNS", "37")
-    monkeypatch.setattr(shutil, "get_terminal_size", lambda *_: os.terminal_size((37, 20)))
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda *_, **__: os.terminal_size((37, 20)))
     assert expected_files() == before
 
 

@@ -156,6 +156,19 @@ tables = {{ {run}users = "{run}users-eu" }}
     return path
 
 
+def wait_for_the_stream_clock(kinesis: Any, stream: str, shards: list[Shard]) -> None:
+    """Until the stream's clock (a Date header, whole seconds) is past the newest record, so
+    that `the tip now` holds every record written: kinesalite stamps a new shard's records
+    with whole seconds and its Date header can lag its own clock by a fraction of one."""
+    newest = max(r.arrival_ms for s in shards for r in s.records)
+    deadline = time.monotonic() + 10
+    while replay_stream.tip_time(replay_stream.describe_stream(kinesis, stream, "us-east-1")) < (
+        datetime.fromtimestamp(newest / 1000, UTC)
+    ):
+        assert time.monotonic() < deadline, "the stream's clock did not pass its newest record"
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def world(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> World:
     """The workload through the producer: half, a noted time, half, SplitShard, the rest."""
@@ -220,6 +233,7 @@ def world(local_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> 
         "shardId-000000000002",
         "shardId-000000000003",
     ]
+    wait_for_the_stream_clock(kinesis, stream, shards)
     return World(run, path, topology, shards, split_time, dynamodb, dynamodb_eu, kinesis)
 
 
