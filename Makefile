@@ -20,9 +20,10 @@ typecheck: bootstrap  ## mypy --strict (configured in pyproject.toml)
 
 # Two workers, one test file each at a time: the daemon tests spend most of their time
 # waiting on the KCL's lease timers, so they overlap well with the rest. Each worker
-# starts its own local stack on free ports.
+# starts its own local stack on free ports. Files go out longest first
+# (tests/conftest.py LONGEST_FIRST), not in xdist's most-tests-first order.
 PYTEST_WORKERS ?= 2
-PYTEST := $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=15
+PYTEST := $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 pytest: bootstrap  ## the test suite (unit, wire, daemon)
 	$(PYTEST)

@@ -10,6 +10,27 @@ import pytest
 
 from emulators.stack import LocalStack
 
+LONGEST_FIRST = (
+    "tests/e2e/test_reliability_lazy.py",  # about 4 minutes
+    "tests/e2e/test_replica_e2e.py",
+    "tests/e2e/test_operator_e2e.py",
+    "tests/e2e/test_demo_e2e.py",
+    "tests/e2e/test_daemon_starts.py",
+)
+"""Test files by how long they run, longest first (`make test`'s --durations list)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest files first, the rest in their order. `make test` hands files to two
+    xdist workers in this order (--dist loadfile --no-loadscope-reorder); xdist's own
+    order (most tests first) left the four-minute files for last, one worker idle."""
+
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)
+
 
 @pytest.fixture(scope="session")
 def _aws_config_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
