@@ -179,8 +179,8 @@ def run_replica(
 
         def write_properties(start: int) -> None:
             # A fresh KCL worker id per daemon start, as a new ECS task gets: leases the
-            # killed daemon held (and KCL 3's lease hand-offs addressed to it) expire with
-            # its id, instead of being half-inherited by a daemon that knows nothing of them.
+            # killed daemon held expire with its id, instead of being half-inherited by a
+            # daemon that knows nothing of them.
             assert properties_file is not None
             worker = worker_id if start == 1 else f"{worker_id}#{start}"
             properties_file.write_text(render_local(topology_path, replica_name, worker, overrides))
